@@ -1,0 +1,21 @@
+//! # ferrofs-core
+//!
+//! The sans-IO heart of ferrofs. Everything here decides; nothing here does I/O, reads
+//! a clock, draws randomness or spawns threads. Time (`now`), ids and the results of
+//! I/O are arguments; what to do next (objects to write, fetch or delete) is returned.
+//!
+//! - [`kv`]: the transactional key-value interface metadata engines implement, and an
+//!   in-memory engine.
+//! - [`meta`]: POSIX metadata operations over that interface (namespace, attributes,
+//!   permissions, xattrs, readdir, open files, slice commits, truncation, gc queue).
+//! - [`chunk`]: the data layout: files → 64 MiB chunks → slices → block objects; read
+//!   plans that overlay slices newest-wins, write buffers, compaction.
+//! - [`format`]: the volume's settings, written once by `format`.
+
+pub mod errno;
+pub mod types;
+pub mod kv;
+
+pub use errno::{Errno, Result};
+pub use types::*;
+pub mod chunk;
