@@ -13,9 +13,11 @@
 //! - [`format`]: the volume's settings, written once by `format`.
 
 pub mod errno;
-pub mod types;
 pub mod kv;
+pub mod types;
 
 pub use errno::{Errno, Result};
 pub use types::*;
 pub mod chunk;
+pub mod format;
+pub mod meta;

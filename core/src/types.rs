@@ -52,7 +52,9 @@ pub const FILE_SIZE_MAX: u64 = CHUNK_SIZE * (u32::MAX as u64);
 
 /// A point in time, seconds and nanoseconds since the Unix epoch. The core never reads
 /// a clock: every operation that stamps times takes `now: Timespec` as an argument.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default, Serialize, Deserialize,
+)]
 pub struct Timespec {
     pub sec: i64,
     pub nsec: u32,

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `ferrofs` command.
+
+fn main() {
+    std::process::exit(ferrofs::cli::main());
+}

@@ -1,1 +1,14 @@
-//! placeholder
+//! # ferrofs-meta
+//!
+//! Metadata engines for ferrofs. Its one job: turn a META-URL into an engine that
+//! implements the core's transactional KV interface ([`ferrofs_core::kv::Kv`]). Today
+//! that is the embedded sled engine ([`SledKv`]); the replicated engine comes later
+//! behind the same interface.
+
+pub mod error;
+pub mod sled_kv;
+pub mod url;
+
+pub use error::MetaError;
+pub use sled_kv::SledKv;
+pub use url::{open, MetaUrl};

@@ -77,7 +77,7 @@ pub fn encode_slices(slices: &[SliceRef]) -> Vec<u8> {
 /// Decodes a chunk's slice list; a value whose length is not a multiple of the record
 /// size is corrupt metadata (EIO).
 pub fn decode_slices(b: &[u8]) -> Result<Vec<SliceRef>> {
-    if b.len() % SLICE_REF_LEN != 0 {
+    if !b.len().is_multiple_of(SLICE_REF_LEN) {
         return Err(Errno::EIO);
     }
     b.chunks(SLICE_REF_LEN).map(SliceRef::decode).collect()

@@ -1,0 +1,180 @@
+//! Builders for the metadata keys of ARCHITECTURE.md ("Metadata key layout"). Integers
+//! are big-endian so that key order is numeric order.
+
+use crate::types::{ChunkIndex, Ino, SliceId};
+
+pub const SETTING: &[u8] = b"setting";
+
+pub const NEXT_INODE: &str = "nextInode";
+pub const NEXT_SLICE: &str = "nextSlice";
+pub const USED_SPACE: &str = "usedSpace";
+pub const TOTAL_INODES: &str = "totalInodes";
+pub const NEXT_SESSION: &str = "nextSession";
+
+/// `C` + name: a u64 counter.
+pub fn counter(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(b'C');
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn inode_key(ino: Ino, tag: u8, extra: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + extra.len());
+    k.push(b'A');
+    k.extend_from_slice(&ino.0.to_be_bytes());
+    k.push(tag);
+    k.extend_from_slice(extra);
+    k
+}
+
+/// `[A ino, A ino+1)`: every key of an inode.
+pub fn inode_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
+    let mut start = vec![b'A'];
+    start.extend_from_slice(&ino.0.to_be_bytes());
+    let end = match ino.0.checked_add(1) {
+        Some(next) => {
+            let mut e = vec![b'A'];
+            e.extend_from_slice(&next.to_be_bytes());
+            e
+        }
+        None => b"B".to_vec(),
+    };
+    (start, end)
+}
+
+/// The tag byte (`I`, `D`, `E`, `C`, `S`, `X`) of an inode key.
+pub fn tag_of(key: &[u8]) -> Option<u8> {
+    key.get(9).copied()
+}
+
+/// `A ino I`: the inode's attributes.
+pub fn attr(ino: Ino) -> Vec<u8> {
+    inode_key(ino, b'I', &[])
+}
+
+/// `A ino D name`: a directory entry.
+pub fn dentry(parent: Ino, name: &[u8]) -> Vec<u8> {
+    inode_key(parent, b'D', name)
+}
+
+/// `[A ino D, A ino E)`: every entry of a directory, by name.
+pub fn dentry_range(parent: Ino) -> (Vec<u8>, Vec<u8>) {
+    (inode_key(parent, b'D', &[]), inode_key(parent, b'E', &[]))
+}
+
+/// `A ino E seq`: the readdir order index.
+pub fn dir_index(parent: Ino, seq: u64) -> Vec<u8> {
+    inode_key(parent, b'E', &seq.to_be_bytes())
+}
+
+/// The end (exclusive) of directory `parent`'s `E` keys.
+pub fn dir_index_end(parent: Ino) -> Vec<u8> {
+    inode_key(parent, b'F', &[])
+}
+
+/// The seq of an `E` key of directory `parent`.
+pub fn seq_of_dir_index(key: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = key.get(10..18)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
+
+/// `A ino C chunk`: a chunk's slice list.
+pub fn chunk(ino: Ino, index: ChunkIndex) -> Vec<u8> {
+    inode_key(ino, b'C', &index.0.to_be_bytes())
+}
+
+/// `[A ino C from, A ino D)`: the chunk keys from chunk `from` on.
+pub fn chunk_range_from(ino: Ino, from: u64) -> (Vec<u8>, Vec<u8>) {
+    let start = if from > u32::MAX as u64 {
+        inode_key(ino, b'D', &[])
+    } else {
+        chunk(ino, ChunkIndex(from as u32))
+    };
+    (start, inode_key(ino, b'D', &[]))
+}
+
+/// The chunk index of a chunk key.
+pub fn chunk_index_of(key: &[u8]) -> Option<ChunkIndex> {
+    let b: [u8; 4] = key.get(10..14)?.try_into().ok()?;
+    Some(ChunkIndex(u32::from_be_bytes(b)))
+}
+
+/// `A ino S`: the symlink target.
+pub fn symlink(ino: Ino) -> Vec<u8> {
+    inode_key(ino, b'S', &[])
+}
+
+/// `A ino X name`: an extended attribute.
+pub fn xattr(ino: Ino, name: &[u8]) -> Vec<u8> {
+    inode_key(ino, b'X', name)
+}
+
+/// `[A ino X, A ino Y)`: every extended attribute of an inode.
+pub fn xattr_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
+    (inode_key(ino, b'X', &[]), inode_key(ino, b'Y', &[]))
+}
+
+/// Offset of the name in an `X` (or `D`) key.
+pub const NAME_OFFSET: usize = 10;
+
+/// `G slice`: a slice queued for deletion.
+pub fn gc(id: SliceId) -> Vec<u8> {
+    let mut k = vec![b'G'];
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// `[G, H)`: the gc queue.
+pub fn gc_range() -> (Vec<u8>, Vec<u8>) {
+    (b"G".to_vec(), b"H".to_vec())
+}
+
+/// `U ino`: an inode unlinked while open.
+pub fn unlinked(ino: Ino) -> Vec<u8> {
+    let mut k = vec![b'U'];
+    k.extend_from_slice(&ino.0.to_be_bytes());
+    k
+}
+
+/// `[U, V)`: every unlinked-but-open inode.
+pub fn unlinked_range() -> (Vec<u8>, Vec<u8>) {
+    (b"U".to_vec(), b"V".to_vec())
+}
+
+/// `H session`: a session's info.
+pub fn session(id: u64) -> Vec<u8> {
+    let mut k = vec![b'H'];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// `[H, I)`: every session.
+pub fn session_range() -> (Vec<u8>, Vec<u8>) {
+    (b"H".to_vec(), b"I".to_vec())
+}
+
+/// The u64 after the one-byte tag of a `G`, `U` or `H` key.
+pub fn id_of(key: &[u8]) -> Option<u64> {
+    let b: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    Some(u64::from_be_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        assert_eq!(attr(Ino(1)), b"A\0\0\0\0\0\0\0\x01I");
+        assert_eq!(dentry(Ino(2), b"ab"), b"A\0\0\0\0\0\0\0\x02Dab");
+        assert_eq!(chunk(Ino(1), ChunkIndex(3)), b"A\0\0\0\0\0\0\0\x01C\0\0\0\x03");
+        assert_eq!(counter(NEXT_INODE), b"CnextInode");
+        assert_eq!(gc(SliceId(258)), b"G\0\0\0\0\0\0\x01\x02");
+        assert_eq!(seq_of_dir_index(&dir_index(Ino(9), 77)), Some(77));
+        assert_eq!(chunk_index_of(&chunk(Ino(9), ChunkIndex(5))), Some(ChunkIndex(5)));
+        assert_eq!(id_of(&session(5)), Some(5));
+        assert!(dir_index(Ino(1), u64::MAX) < dir_index_end(Ino(1)));
+        assert!(chunk(Ino(1), ChunkIndex(u32::MAX)) < chunk_range_from(Ino(1), 0).1);
+    }
+}

@@ -1,0 +1,175 @@
+//! The `ferrofs` command line: argument definitions and dispatch. Each subcommand lives
+//! in its own module; errors reach the user as one line saying what is wrong and what
+//! to do, with a non-zero exit code.
+
+mod format;
+mod mount;
+pub mod mountinfo;
+mod status;
+mod umount;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::units::{parse_duration, parse_size};
+
+/// A distributed POSIX file system for AI training: data in object storage, metadata
+/// in a fast separate engine, mounted through FUSE.
+#[derive(Parser, Debug)]
+#[command(name = "ferrofs", version, about, long_about = None)]
+#[command(after_help = "Quick start:\n  ferrofs format sled:///var/lib/ferrofs/meta myvol --storage file --bucket /var/lib/ferrofs/data\n  ferrofs mount sled:///var/lib/ferrofs/meta /mnt/ferrofs -d\n  ferrofs umount /mnt/ferrofs")]
+pub struct Cli {
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides it).
+    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a volume: write its settings and root directory to the metadata engine.
+    Format(FormatArgs),
+    /// Mount a volume at a directory.
+    Mount(MountArgs),
+    /// Unmount a mounted volume (flushes and waits for the mount process to exit).
+    Umount(UmountArgs),
+    /// Show a volume's settings, usage and client sessions.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FormatArgs {
+    /// Metadata engine URL, e.g. sled:///var/lib/ferrofs/meta
+    #[arg(value_name = "META-URL")]
+    pub meta_url: String,
+    /// Volume name: 3 to 63 characters of a-z, 0-9 and '-'.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Object storage type: file (a local directory) or memory (testing only).
+    #[arg(long, default_value = "file")]
+    pub storage: String,
+    /// Where objects go: for --storage file, a directory (created if missing).
+    #[arg(long, value_name = "BUCKET")]
+    pub bucket: String,
+    /// Size of the objects a file is stored in (64K to 16M, a power of two).
+    #[arg(long, default_value = "4M", value_parser = parse_size, value_name = "SIZE")]
+    pub block_size: u64,
+    /// Space quota of the volume, e.g. 1T (0 = unlimited).
+    #[arg(long, default_value = "0", value_parser = parse_size, value_name = "SIZE")]
+    pub capacity: u64,
+    /// Inode quota of the volume (0 = unlimited).
+    #[arg(long, default_value_t = 0, value_name = "COUNT")]
+    pub inodes: u64,
+    /// Overwrite the settings of an existing volume (its files are kept).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// Metadata engine URL of a formatted volume.
+    #[arg(value_name = "META-URL")]
+    pub meta_url: String,
+    /// An existing empty directory to mount the volume on.
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+    /// Run in the background; returns once the mount is ready.
+    #[arg(short = 'd', long)]
+    pub background: bool,
+    /// How long the kernel caches attributes.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub attr_cache: Duration,
+    /// How long the kernel caches file name lookups.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub entry_cache: Duration,
+    /// How long the kernel caches directory name lookups.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub dir_entry_cache: Duration,
+    /// Memory for buffered writes across all open files; beyond it writes are flushed early.
+    #[arg(long, default_value = "300M", value_parser = parse_size, value_name = "SIZE")]
+    pub buffer_size: u64,
+    /// Block uploads run in parallel per flush.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub max_uploads: usize,
+    /// Threads serving FUSE requests.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub threads: usize,
+    /// Let users other than the mounting one access the mount (on by default for root).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Log file of a background mount (default: /var/log/ferrofs.log as root, else ~/.ferrofs/ferrofs.log).
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct UmountArgs {
+    /// The mount point.
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+    /// Detach even if files are still open (lazy unmount).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Metadata engine URL of the volume.
+    #[arg(value_name = "META-URL")]
+    pub meta_url: String,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    init_logging(&cli.log_level);
+    let result = match cli.command {
+        Command::Format(a) => format::run(a),
+        Command::Mount(a) => mount::run(a),
+        Command::Umount(a) => umount::run(a),
+        Command::Status(a) => status::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(msg) => {
+            eprintln!("ferrofs: {msg}");
+            1
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Errors of the command line are plain messages for people.
+pub type CliResult = Result<(), String>;
+
+/// Opens the metadata engine of a formatted volume, with messages that say what to do.
+fn open_meta(url: &str) -> Result<ferrofs_core::meta::Meta, String> {
+    let parsed = ferrofs_meta::MetaUrl::parse(url).map_err(|e| e.to_string())?;
+    let kv = ferrofs_meta::open(&parsed, false).map_err(|e| e.to_string())?;
+    ferrofs_core::meta::Meta::load(kv).map_err(|e| match e {
+        ferrofs_core::Errno::ENOENT => format!(
+            "no volume at {url}: it is not formatted; create one with `ferrofs format {url} NAME --bucket DIR`"
+        ),
+        e => format!("cannot read the volume settings at {url}: {e}"),
+    })
+}

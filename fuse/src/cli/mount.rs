@@ -1,0 +1,282 @@
+//! `ferrofs mount`: checks the mount point and the volume, then serves FUSE requests
+//! until unmounted. With `-d` it re-runs itself in the background and returns once the
+//! mount is ready (or prints why it failed).
+
+use super::mountinfo::mounted_fs_type;
+use super::umount::{pid_file, unmount};
+use super::{open_meta, CliResult, MountArgs};
+use crate::fs::{FerroFs, KernelCache};
+use crate::vfs::{system_clock, Vfs, VfsConfig};
+use fuser::{Config, MountOption, SessionACL};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Set in the environment of the background child so it serves in the foreground.
+const DAEMON_ENV: &str = "FERROFS_DAEMON_CHILD";
+
+pub fn run(a: MountArgs) -> CliResult {
+    let mountpoint = check_mountpoint(&a.mountpoint)?;
+    if a.background && std::env::var_os(DAEMON_ENV).is_none() {
+        // Check the volume here, where the user sees the error, before going away.
+        drop(open_meta(&a.meta_url)?);
+        return spawn_background(&a, &mountpoint);
+    }
+    serve(&a, &mountpoint)
+}
+
+fn check_mountpoint(p: &Path) -> Result<PathBuf, String> {
+    let path = p.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "mount point {} does not exist: create it with `mkdir -p {}`",
+            p.display(),
+            p.display()
+        ),
+        _ => format!("cannot use mount point {}: {e}", p.display()),
+    })?;
+    if !path.is_dir() {
+        return Err(format!("mount point {} is not a directory", path.display()));
+    }
+    if let Some(t) = mounted_fs_type(&path) {
+        return Err(format!(
+            "{} is busy: a {t} file system is already mounted there; unmount it first",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
+    let meta = Arc::new(open_meta(&a.meta_url)?);
+    let format = meta.format_info().clone();
+    let store = ferrofs_s3_backend::open_store(&format.storage, &format.bucket, false)
+        .map_err(|e| format!("cannot open the volume's object store: {e}"))?;
+    match meta.cleanup_orphans() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} files left open-but-deleted by an earlier run"),
+        Err(e) => tracing::warn!("cannot clean up files of an earlier run: {e}"),
+    }
+    let session_info = serde_json::json!({
+        "host": hostname(),
+        "pid": std::process::id(),
+        "mountpoint": mountpoint,
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    let session = meta
+        .new_session(&session_info.to_string())
+        .map_err(|e| format!("cannot register the client session: {e}"))?;
+
+    let config = VfsConfig {
+        buffer_size: a.buffer_size,
+        max_uploads: a.max_uploads.max(1),
+    };
+    let vfs = Arc::new(Vfs::new(meta.clone(), store, system_clock(), config));
+    let fs = FerroFs::new(
+        vfs.clone(),
+        KernelCache {
+            attr: a.attr_cache,
+            entry: a.entry_cache,
+            dir_entry: a.dir_entry_cache,
+        },
+    );
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let mut fuse_config = Config::default();
+    fuse_config.mount_options = vec![
+        MountOption::FSName(format!("ferrofs:{}", format.name)),
+        MountOption::Subtype("ferrofs".into()),
+        MountOption::RW,
+        MountOption::NoAtime,
+    ];
+    if is_root {
+        fuse_config
+            .mount_options
+            .extend([MountOption::Dev, MountOption::Suid]);
+    }
+    fuse_config.acl = if is_root || a.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    fuse_config.n_threads = Some(a.threads.max(1));
+
+    // Signals are handled by one thread that unmounts; block them everywhere else
+    // before any thread starts.
+    block_signals();
+    let fuse_session = fuser::Session::new(fs, mountpoint, &fuse_config)
+        .map_err(|e| format!("cannot mount at {}: {e}", mountpoint.display()))?;
+    let _ = std::fs::write(pid_file(mountpoint), std::process::id().to_string());
+    tracing::info!(
+        volume = %format.name,
+        mountpoint = %mountpoint.display(),
+        "mounted"
+    );
+    spawn_signal_handler(mountpoint.to_path_buf());
+    let stop = Arc::new(AtomicBool::new(false));
+    let gc = spawn_gc(vfs.clone(), stop.clone());
+
+    let served = fuse_session.run();
+
+    stop.store(true, Ordering::Relaxed);
+    let _ = gc.join();
+    // `destroy` flushed open files; flush again in case the kernel skipped it.
+    let shutdown = vfs.shutdown();
+    let _ = vfs.collect_garbage(10_000);
+    let _ = meta.close_session(session);
+    let _ = meta.sync();
+    let _ = std::fs::remove_file(pid_file(mountpoint));
+    tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
+    served.map_err(|e| format!("the FUSE session ended with an error: {e}"))?;
+    shutdown.map_err(|e| format!("flushing at unmount failed: {e}"))
+}
+
+fn spawn_gc(vfs: Arc<Vfs>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("ferrofs-gc".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match vfs.collect_garbage(1000) {
+                    Ok(n) if n > 0 => continue,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("gc: {e}"),
+                }
+                for _ in 0..10 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+        .expect("spawn gc thread")
+}
+
+fn signal_set() -> libc::sigset_t {
+    // SAFETY: plain sigset manipulation on a local value.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        set
+    }
+}
+
+fn block_signals() {
+    let set = signal_set();
+    // SAFETY: `set` is initialised; blocking signals in this thread only.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// On SIGINT/SIGTERM/SIGHUP: unmount, which ends the FUSE session and lets `serve`
+/// flush and close everything. A second signal detaches even if files are open.
+fn spawn_signal_handler(mountpoint: PathBuf) {
+    std::thread::Builder::new()
+        .name("ferrofs-signals".into())
+        .spawn(move || {
+            let set = signal_set();
+            let mut attempts = 0;
+            loop {
+                let mut sig = 0;
+                // SAFETY: `set` is initialised and blocked in every thread.
+                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                    return;
+                }
+                attempts += 1;
+                tracing::info!(signal = sig, "unmounting {}", mountpoint.display());
+                if let Err(e) = unmount(&mountpoint, attempts > 1) {
+                    tracing::warn!("unmount failed ({e}); send the signal again to detach");
+                }
+            }
+        })
+        .expect("spawn signal thread");
+}
+
+fn spawn_background(a: &MountArgs, mountpoint: &Path) -> CliResult {
+    use std::os::unix::process::CommandExt;
+    let log = a.log.clone().unwrap_or_else(default_log_path);
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| format!("cannot open log file {}: {e}; choose one with --log", log.display()))?;
+    let start_len = log_file.metadata().map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|s| s != "-d" && s != "--background")
+        .collect();
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args)
+        .env(DAEMON_ENV, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(
+            log_file
+                .try_clone()
+                .map_err(|e| format!("log file: {e}"))?,
+        )
+        .stderr(log_file);
+    // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the mount process: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if mounted_fs_type(mountpoint).as_deref() == Some("fuse.ferrofs") {
+            println!(
+                "mounted at {} (pid {}, log {})",
+                mountpoint.display(),
+                child.id(),
+                log.display()
+            );
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = log_tail(&log, start_len);
+            return Err(format!(
+                "the mount process exited ({status}) before the mount was ready:\n{tail}"
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the mount was not ready after 30 s; see {}",
+                log.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn log_tail(log: &Path, from: u64) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn default_log_path() -> PathBuf {
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/log/ferrofs.log")
+    } else {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        home.join(".ferrofs").join("ferrofs.log")
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

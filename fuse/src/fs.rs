@@ -1,0 +1,639 @@
+//! The FUSE adapter: translates fuser requests into [`Vfs`] calls and core errors
+//! into errno replies. No file-system decision is made here.
+
+use crate::vfs::{Fh, Vfs};
+use ferrofs_core::{
+    Attr, Ctx, Errno, FileType, Ino, RenameFlags, SetAttr, SetTime, Timespec, XattrMode,
+};
+use fuser::{
+    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Kernel cache lifetimes, as given on the command line.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelCache {
+    pub attr: Duration,
+    pub entry: Duration,
+    pub dir_entry: Duration,
+}
+
+/// A ferrofs volume served over FUSE.
+pub struct FerroFs {
+    vfs: Arc<Vfs>,
+    cache: KernelCache,
+}
+
+impl FerroFs {
+    pub fn new(vfs: Arc<Vfs>, cache: KernelCache) -> Self {
+        FerroFs { vfs, cache }
+    }
+
+    fn entry_ttl(&self, attr: &Attr) -> Duration {
+        if attr.kind == FileType::Directory {
+            self.cache.dir_entry
+        } else {
+            self.cache.entry
+        }
+    }
+
+    fn reply_entry(&self, reply: ReplyEntry, r: ferrofs_core::Result<Attr>) {
+        match r {
+            Ok(a) => reply.entry(&self.entry_ttl(&a), &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+fn errno(e: Errno) -> fuser::Errno {
+    fuser::Errno::from_i32(e.0)
+}
+
+fn ino(i: INodeNo) -> Ino {
+    Ino(i.0)
+}
+
+fn system_time(t: Timespec) -> SystemTime {
+    if t.sec >= 0 {
+        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + Duration::from_nanos(t.nsec as u64)
+    }
+}
+
+fn timespec(t: SystemTime) -> Timespec {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timespec::new(d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let mut sec = -(d.as_secs() as i64);
+            let mut nsec = d.subsec_nanos();
+            if nsec > 0 {
+                sec -= 1;
+                nsec = 1_000_000_000 - nsec;
+            }
+            Timespec::new(sec, nsec)
+        }
+    }
+}
+
+fn kind(k: FileType) -> fuser::FileType {
+    match k {
+        FileType::RegularFile => fuser::FileType::RegularFile,
+        FileType::Directory => fuser::FileType::Directory,
+        FileType::Symlink => fuser::FileType::Symlink,
+        FileType::Fifo => fuser::FileType::NamedPipe,
+        FileType::Socket => fuser::FileType::Socket,
+        FileType::CharDevice => fuser::FileType::CharDevice,
+        FileType::BlockDevice => fuser::FileType::BlockDevice,
+    }
+}
+
+fn file_attr(a: &Attr) -> fuser::FileAttr {
+    fuser::FileAttr {
+        ino: INodeNo(a.ino.0),
+        size: a.size,
+        blocks: a.blocks(),
+        atime: system_time(a.atime),
+        mtime: system_time(a.mtime),
+        ctime: system_time(a.ctime),
+        crtime: system_time(a.ctime),
+        kind: kind(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+/// The caller's credentials. Supplementary groups are read from `/proc` only for
+/// non-root callers: root passes every check that groups could matter for.
+fn ctx(req: &Request) -> Ctx {
+    let (uid, gid) = (req.uid(), req.gid());
+    let groups = if uid != 0 && req.pid() != 0 {
+        supplementary_groups(req.pid())
+    } else {
+        Vec::new()
+    };
+    Ctx::new(uid, gid, groups)
+}
+
+fn supplementary_groups(pid: u32) -> Vec<u32> {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(t) => SetTime::At(timespec(t)),
+    }
+}
+
+impl Filesystem for FerroFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.add_capabilities(
+            InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.vfs.shutdown() {
+            tracing::error!("flushing at unmount failed: {e}");
+        }
+    }
+
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.reply_entry(reply, self.vfs.lookup(&ctx(req), ino(parent), name.as_bytes()));
+    }
+
+    fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.vfs.getattr(ino(i)) {
+            Ok(a) => reply.attr(&self.cache.attr, &file_attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(set_time),
+            mtime: mtime.map(set_time),
+            ctime: ctime.map(timespec),
+            via_handle: false,
+        };
+        match self.vfs.setattr(&ctx(req), ino(i), &set, fh.map(|f| Fh(f.0))) {
+            Ok(a) => reply.attr(&self.cache.attr, &file_attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+        match self.vfs.readlink(ino(i)) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some(k) = FileType::from_mode(mode) else {
+            return reply.error(fuser::Errno::EINVAL);
+        };
+        let r = self
+            .vfs
+            .mknod(&ctx(req), ino(parent), name.as_bytes(), k, mode & 0o7777, umask, rdev);
+        self.reply_entry(reply, r);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = self
+            .vfs
+            .mkdir(&ctx(req), ino(parent), name.as_bytes(), mode & 0o7777, umask);
+        self.reply_entry(reply, r);
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.vfs.unlink(&ctx(req), ino(parent), name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.vfs.rmdir(&ctx(req), ino(parent), name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = self.vfs.symlink(
+            &ctx(req),
+            ino(parent),
+            link_name.as_bytes(),
+            target.as_os_str().as_bytes(),
+        );
+        self.reply_entry(reply, r);
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let Some(flags) = RenameFlags::from_bits(flags.bits()) else {
+            return reply.error(fuser::Errno::EINVAL);
+        };
+        let r = self.vfs.rename(
+            &ctx(req),
+            ino(parent),
+            name.as_bytes(),
+            ino(newparent),
+            newname.as_bytes(),
+            flags,
+        );
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let r = self
+            .vfs
+            .link(&ctx(req), ino(i), ino(newparent), newname.as_bytes());
+        self.reply_entry(reply, r);
+    }
+
+    fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.open(&ctx(req), ino(i), flags.0) {
+            Ok((fh, _)) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.vfs.read(Fh(fh.0), offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.vfs.write(Fh(fh.0), offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs.flush(Fh(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs.release(Fh(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs.fsync(Fh(fh.0)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn opendir(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.opendir(&ctx(req), ino(i), flags.0) {
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.vfs.readdir(&ctx(req), ino(i), offset, 256, false) {
+            Ok(entries) => {
+                for e in entries {
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(INodeNo(e.ino.0), e.next_offset, kind(e.kind), name) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.vfs.readdir(&ctx(req), ino(i), offset, 128, true) {
+            Ok(entries) => {
+                for e in entries {
+                    let Some(a) = e.attr.as_ref() else { continue };
+                    let name = OsStr::from_bytes(&e.name);
+                    let ttl = self.entry_ttl(a);
+                    let full = reply.add(
+                        INodeNo(e.ino.0),
+                        e.next_offset,
+                        name,
+                        &ttl,
+                        &file_attr(a),
+                        Generation(0),
+                    );
+                    if full {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs.meta().sync() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.vfs.statfs() {
+            Ok(s) => {
+                let bsize = 4096u64;
+                let blocks = s.total_bytes / bsize;
+                let free = s.total_bytes.saturating_sub(s.used_bytes) / bsize;
+                let ffree = s.total_inodes.saturating_sub(s.used_inodes);
+                reply.statfs(
+                    blocks,
+                    free,
+                    free,
+                    s.total_inodes,
+                    ffree,
+                    bsize as u32,
+                    ferrofs_core::NAME_MAX as u32,
+                    bsize as u32,
+                )
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let mode = match flags {
+            0 => XattrMode::Any,
+            libc::XATTR_CREATE => XattrMode::Create,
+            libc::XATTR_REPLACE => XattrMode::Replace,
+            _ => return reply.error(fuser::Errno::EINVAL),
+        };
+        match self
+            .vfs
+            .setxattr(&ctx(req), ino(i), name.as_bytes(), value, mode)
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.vfs.getxattr(&ctx(req), ino(i), name.as_bytes()) {
+            Ok(v) => reply_xattr(reply, &v, size),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.vfs.listxattr(&ctx(req), ino(i)) {
+            Ok(names) => {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(&n);
+                    buf.push(0);
+                }
+                reply_xattr(reply, &buf, size)
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.vfs.removexattr(&ctx(req), ino(i), name.as_bytes()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.vfs.access(&ctx(req), ino(i), mask.bits() as u32) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = self.vfs.create(
+            &ctx(req),
+            ino(parent),
+            name.as_bytes(),
+            mode & 0o7777,
+            umask,
+            flags,
+        );
+        match r {
+            Ok((fh, a)) => reply.created(
+                &self.entry_ttl(&a),
+                &file_attr(&a),
+                Generation(0),
+                FileHandle(fh.0),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        req: &Request,
+        i: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // Plain allocation only: space is not reserved in an object store, so
+        // allocating means making the file at least offset+length long.
+        if mode != 0 {
+            return reply.error(fuser::Errno::EOPNOTSUPP);
+        }
+        let r = self.vfs.getattr(ino(i)).and_then(|a| {
+            let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
+            if end <= a.size {
+                return Ok(());
+            }
+            let set = SetAttr {
+                size: Some(end),
+                ..SetAttr::default()
+            };
+            self.vfs
+                .setattr(&ctx(req), ino(i), &set, Some(Fh(fh.0)))
+                .map(|_| ())
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32)
+    } else if value.len() > size as usize {
+        reply.error(fuser::Errno::ERANGE)
+    } else {
+        reply.data(value)
+    }
+}

@@ -1,0 +1,108 @@
+//! Human units on the command line: sizes like `64M` and durations like `10s`.
+
+use std::time::Duration;
+
+/// Parses a size: a number with an optional binary unit `K`, `M`, `G`, `T`, `P`
+/// (`k`/`KB`/`KiB` and friends are accepted too). A plain number is bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        format!("invalid size '{s}': use a number with an optional unit K, M, G, T (for example 4M or 1G)")
+    };
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        "P" | "PB" | "PIB" => 50,
+        _ => return Err(bad()),
+    };
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes > u64::MAX as f64 {
+        return Err(format!("invalid size '{s}': too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// Parses a duration: a number with an optional unit `ms`, `s`, `m`, `h`. A plain
+/// number is seconds (`1.5` = 1.5 s).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        format!("invalid duration '{s}': use a number with a unit ms, s, m or h (for example 500ms or 10s)")
+    };
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(bad()),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+/// Formats a byte count for people: `1.5 GiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4M"), Ok(4 << 20));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5K"), Ok(1536));
+        assert_eq!(parse_size("123"), Ok(123));
+        assert!(parse_size("4X").unwrap_err().contains("invalid size '4X'"));
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn format() {
+        assert_eq!(format_size(10), "10 B");
+        assert_eq!(format_size(3 << 29), "1.5 GiB");
+    }
+}

@@ -1,0 +1,321 @@
+//! The client's I/O glue, independent of FUSE: open handles, per-file write buffers,
+//! reads that assemble block ranges from the object store, uploads of flushed slices,
+//! and background deletion of unreferenced objects. Every decision it needs (layout,
+//! permissions, what to delete) comes from `ferrofs-core`; this module only performs
+//! the I/O those decisions call for.
+
+mod data;
+mod handles;
+
+use ferrofs_core::meta::Meta;
+use ferrofs_core::{
+    Attr, Ctx, DirEntry, Errno, FileType, Ino, RenameFlags, Result, SetAttr, StatFs, Timespec,
+    XattrMode,
+};
+use ferrofs_s3_backend::ObjectStore;
+use handles::{Handles, OpenFile};
+use std::sync::Arc;
+
+pub use handles::Fh;
+
+/// Where the client gets the time from (the wall clock in a mount, a fake in tests).
+pub type Clock = Arc<dyn Fn() -> Timespec + Send + Sync>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timespec::new(d.as_secs() as i64, d.subsec_nanos())
+    })
+}
+
+/// Client tuning.
+#[derive(Clone, Debug)]
+pub struct VfsConfig {
+    /// Total bytes buffered across all open files before writes are flushed early.
+    pub buffer_size: u64,
+    /// Block uploads run in parallel up to this many per flush.
+    pub max_uploads: usize,
+}
+
+impl Default for VfsConfig {
+    fn default() -> Self {
+        VfsConfig {
+            buffer_size: 300 << 20,
+            max_uploads: 8,
+        }
+    }
+}
+
+/// One mounted volume as seen by one client.
+pub struct Vfs {
+    meta: Arc<Meta>,
+    store: Arc<dyn ObjectStore>,
+    clock: Clock,
+    config: VfsConfig,
+    handles: Handles,
+}
+
+impl Vfs {
+    pub fn new(
+        meta: Arc<Meta>,
+        store: Arc<dyn ObjectStore>,
+        clock: Clock,
+        config: VfsConfig,
+    ) -> Vfs {
+        Vfs {
+            meta,
+            store,
+            clock,
+            config,
+            handles: Handles::default(),
+        }
+    }
+
+    pub fn meta(&self) -> &Arc<Meta> {
+        &self.meta
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn now(&self) -> Timespec {
+        (self.clock)()
+    }
+
+    /// Attributes as this client sees them: the committed ones, plus the length and
+    /// mtime of bytes it has buffered but not yet flushed.
+    fn overlay(&self, mut attr: Attr) -> Attr {
+        if let Some(file) = self.handles.file(attr.ino) {
+            file.overlay_attr(&mut attr);
+        }
+        attr
+    }
+
+    pub fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
+        Ok(self.overlay(self.meta.lookup(ctx, parent, name)?))
+    }
+
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        Ok(self.overlay(self.meta.getattr(ino)?))
+    }
+
+    pub fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
+        let mut set = set.clone();
+        if let Some(fh) = fh {
+            // A change through a handle of this inode (ftruncate/futimens) was
+            // permission-checked at open.
+            if self.handles.get(fh).map(|h| h.ino == ino).unwrap_or(false) {
+                set.via_handle = true;
+            }
+        }
+        match self.handles.file(ino) {
+            Some(file) => file.setattr(self, ctx, &set),
+            None => self.meta.setattr(ctx, ino, &set, self.now()),
+        }
+    }
+
+    pub fn access(&self, ctx: &Ctx, ino: Ino, mask: u32) -> Result<()> {
+        self.meta.access(ctx, ino, mask)
+    }
+
+    pub fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        kind: FileType,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    ) -> Result<Attr> {
+        self.meta
+            .mknod(ctx, parent, name, kind, mode, umask, rdev, self.now())
+    }
+
+    pub fn mkdir(&self, ctx: &Ctx, parent: Ino, name: &[u8], mode: u32, umask: u32) -> Result<Attr> {
+        self.meta.mkdir(ctx, parent, name, mode, umask, self.now())
+    }
+
+    pub fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
+        self.meta.unlink(ctx, parent, name, self.now())
+    }
+
+    pub fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
+        self.meta.rmdir(ctx, parent, name, self.now())
+    }
+
+    pub fn rename(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        self.meta
+            .rename(ctx, parent, name, new_parent, new_name, flags, self.now())
+    }
+
+    pub fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
+        let attr = self.meta.link(ctx, ino, new_parent, new_name, self.now())?;
+        Ok(self.overlay(attr))
+    }
+
+    pub fn symlink(&self, ctx: &Ctx, parent: Ino, name: &[u8], target: &[u8]) -> Result<Attr> {
+        self.meta.symlink(ctx, parent, name, target, self.now())
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.meta.readlink(ino)
+    }
+
+    /// Creates and opens a regular file (always exclusive: the kernel looks the name
+    /// up first and opens an existing file instead).
+    pub fn create(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> Result<(Fh, Attr)> {
+        let attr = self.meta.mknod(
+            ctx,
+            parent,
+            name,
+            FileType::RegularFile,
+            mode,
+            umask,
+            0,
+            self.now(),
+        )?;
+        // The creator may write the file it just created whatever its mode says, so
+        // the open after create is not permission-checked.
+        let attr = self.meta.open(&Ctx::root(), attr.ino, flags & !libc::O_TRUNC)?;
+        let fh = self.handles.open(attr.ino, flags);
+        Ok((fh, attr))
+    }
+
+    pub fn open(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<(Fh, Attr)> {
+        let attr = self.meta.open(ctx, ino, flags)?;
+        let fh = self.handles.open(ino, flags);
+        Ok((fh, self.overlay(attr)))
+    }
+
+    pub fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handles.get(fh).ok_or(Errno::EBADF)?;
+        if !h.readable() {
+            return Err(Errno::EBADF);
+        }
+        h.file.read(self, offset, size)
+    }
+
+    pub fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<u32> {
+        let h = self.handles.get(fh).ok_or(Errno::EBADF)?;
+        if !h.writable() {
+            return Err(Errno::EBADF);
+        }
+        let len = h.file.write(self, offset, data)?;
+        if self.handles.buffered_bytes() > self.config.buffer_size {
+            h.file.flush(self)?;
+        }
+        Ok(len)
+    }
+
+    /// `close()` of a descriptor: buffered writes become visible to other clients
+    /// (close-to-open consistency).
+    pub fn flush(&self, fh: Fh) -> Result<()> {
+        let h = self.handles.get(fh).ok_or(Errno::EBADF)?;
+        h.file.flush(self)
+    }
+
+    /// Makes the file's data and metadata durable: objects are written, then the
+    /// metadata engine is synced.
+    pub fn fsync(&self, fh: Fh) -> Result<()> {
+        let h = self.handles.get(fh).ok_or(Errno::EBADF)?;
+        h.file.flush(self)?;
+        self.meta.sync()
+    }
+
+    pub fn release(&self, fh: Fh) -> Result<()> {
+        let Some(h) = self.handles.close(fh) else {
+            return Err(Errno::EBADF);
+        };
+        let flushed = h.file.flush(self);
+        self.meta.release(h.ino)?;
+        flushed
+    }
+
+    pub fn opendir(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<()> {
+        self.meta.opendir(ctx, ino, flags).map(|_| ())
+    }
+
+    pub fn readdir(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+        plus: bool,
+    ) -> Result<Vec<DirEntry>> {
+        let mut entries = self.meta.readdir(ctx, ino, offset, limit, plus)?;
+        for e in entries.iter_mut() {
+            if let Some(a) = e.attr.take() {
+                e.attr = Some(self.overlay(a));
+            }
+        }
+        Ok(entries)
+    }
+
+    pub fn setxattr(
+        &self,
+        ctx: &Ctx,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        mode: XattrMode,
+    ) -> Result<()> {
+        self.meta
+            .setxattr(ctx, ino, name, value, mode, self.now())
+    }
+
+    pub fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
+        self.meta.getxattr(ctx, ino, name)
+    }
+
+    pub fn listxattr(&self, ctx: &Ctx, ino: Ino) -> Result<Vec<Vec<u8>>> {
+        self.meta.listxattr(ctx, ino)
+    }
+
+    pub fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()> {
+        self.meta.removexattr(ctx, ino, name, self.now())
+    }
+
+    pub fn statfs(&self) -> Result<StatFs> {
+        self.meta.statfs()
+    }
+
+    /// Deletes the objects of up to `limit` slices that no metadata refers to any more
+    /// (the gc queue). Returns how many slices were collected.
+    pub fn collect_garbage(&self, limit: usize) -> Result<usize> {
+        data::collect_garbage(self, limit)
+    }
+
+    /// Flushes every open file and syncs metadata: called at unmount.
+    pub fn shutdown(&self) -> Result<()> {
+        let mut result = Ok(());
+        for file in self.handles.all_files() {
+            if let Err(e) = file.flush(self) {
+                tracing::error!(ino = file.ino().0, "flush at unmount failed: {e}");
+                result = Err(e);
+            }
+        }
+        self.meta.sync().and(result)
+    }
+}
