@@ -153,7 +153,11 @@ impl Meta {
                 t.set(&key, &v);
             }
             if end > n.attr.size {
-                add_counter(t, keys::USED_SPACE, (end - n.attr.size) as i64)?;
+                let used = add_counter(t, keys::USED_SPACE, (end - n.attr.size) as i64)?;
+                let capacity = self.format_info().capacity;
+                if capacity > 0 && used > capacity {
+                    return Err(Errno::ENOSPC);
+                }
                 n.attr.size = end;
             }
             n.attr.mtime = now;

@@ -2,7 +2,7 @@
 //! until unmounted. With `-d` it re-runs itself in the background and returns once the
 //! mount is ready (or prints why it failed).
 
-use super::mountinfo::mounted_fs_type;
+use super::mountinfo::mounted_at;
 use super::umount::{pid_file, unmount};
 use super::{open_meta, CliResult, MountArgs};
 use crate::fs::{FerroFs, KernelCache};
@@ -38,10 +38,12 @@ fn check_mountpoint(p: &Path) -> Result<PathBuf, String> {
     if !path.is_dir() {
         return Err(format!("mount point {} is not a directory", path.display()));
     }
-    if let Some(t) = mounted_fs_type(&path) {
+    if let Some(m) = mounted_at(&path) {
         return Err(format!(
-            "{} is busy: a {t} file system is already mounted there; unmount it first",
-            path.display()
+            "{} is busy: {} ({}) is already mounted there; unmount it first",
+            path.display(),
+            m.source,
+            m.fs_type
         ));
     }
     Ok(path)
@@ -234,7 +236,7 @@ fn spawn_background(a: &MountArgs, mountpoint: &Path) -> CliResult {
         .map_err(|e| format!("cannot start the mount process: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if mounted_fs_type(mountpoint).as_deref() == Some("fuse.ferrofs") {
+        if mounted_at(mountpoint).is_some_and(|m| m.is_ferrofs()) {
             println!(
                 "mounted at {} (pid {}, log {})",
                 mountpoint.display(),

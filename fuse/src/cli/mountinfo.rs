@@ -2,9 +2,23 @@
 
 use std::path::Path;
 
-/// The file-system type mounted at `path` (e.g. `fuse.ferrofs`), if `path` is a mount
-/// point. `path` should be canonical.
-pub fn mounted_fs_type(path: &Path) -> Option<String> {
+/// What is mounted at a mount point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mounted {
+    /// File-system type, e.g. `fuse` or `ext4`.
+    pub fs_type: String,
+    /// Mount source, e.g. `ferrofs:myvol`.
+    pub source: String,
+}
+
+impl Mounted {
+    pub fn is_ferrofs(&self) -> bool {
+        self.fs_type.starts_with("fuse") && self.source.starts_with("ferrofs:")
+    }
+}
+
+/// What is mounted at `path`, if it is a mount point. `path` should be canonical.
+pub fn mounted_at(path: &Path) -> Option<Mounted> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_string_lossy();
     // Fields: id parent major:minor root mount-point options... - fstype source super
@@ -15,7 +29,10 @@ pub fn mounted_fs_type(path: &Path) -> Option<String> {
             return None;
         }
         let mut rest = line.split(" - ").nth(1)?.split(' ');
-        rest.next().map(str::to_string)
+        Some(Mounted {
+            fs_type: rest.next()?.to_string(),
+            source: unescape(rest.next()?),
+        })
     })
 }
 
@@ -48,6 +65,6 @@ mod tests {
 
     #[test]
     fn root_is_a_mount_point() {
-        assert!(super::mounted_fs_type(std::path::Path::new("/")).is_some());
+        assert!(super::mounted_at(std::path::Path::new("/")).is_some());
     }
 }

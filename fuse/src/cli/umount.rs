@@ -1,6 +1,6 @@
 //! `ferrofs umount`, and the unmount used by a mount process on SIGINT/SIGTERM.
 
-use super::mountinfo::mounted_fs_type;
+use super::mountinfo::mounted_at;
 use super::{CliResult, UmountArgs};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -11,12 +11,14 @@ pub fn run(a: UmountArgs) -> CliResult {
     let path = a.mountpoint.canonicalize().map_err(|e| {
         format!("cannot unmount {}: {e}", a.mountpoint.display())
     })?;
-    match mounted_fs_type(&path) {
-        Some(t) if t == "fuse.ferrofs" => {}
-        Some(t) => {
+    match mounted_at(&path) {
+        Some(m) if m.is_ferrofs() => {}
+        Some(m) => {
             return Err(format!(
-                "{} is a {t} mount, not ferrofs; use umount(8)",
-                path.display()
+                "{} is a {} mount of {}, not ferrofs; use umount(8)",
+                path.display(),
+                m.fs_type,
+                m.source
             ))
         }
         None => return Err(format!("{} is not mounted", path.display())),

@@ -13,7 +13,7 @@ use ferrofs_core::{
     XattrMode,
 };
 use ferrofs_s3_backend::ObjectStore;
-use handles::{Handles, OpenFile};
+use handles::Handles;
 use std::sync::Arc;
 
 pub use handles::Fh;
