@@ -6,10 +6,10 @@ use ferrofs_core::{
     Attr, Ctx, Errno, FileType, Ino, RenameFlags, SetAttr, SetTime, Timespec, XattrMode,
 };
 use fuser::{
-    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -135,7 +135,11 @@ fn supplementary_groups(pid: u32) -> Vec<u32> {
     status
         .lines()
         .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| g.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -148,9 +152,8 @@ fn set_time(t: TimeOrNow) -> SetTime {
 
 impl Filesystem for FerroFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.add_capabilities(
-            InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO,
-        );
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
@@ -163,7 +166,10 @@ impl Filesystem for FerroFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.reply_entry(reply, self.vfs.lookup(&ctx(req), ino(parent), name.as_bytes()));
+        self.reply_entry(
+            reply,
+            self.vfs.lookup(&ctx(req), ino(parent), name.as_bytes()),
+        );
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -201,7 +207,10 @@ impl Filesystem for FerroFs {
             ctime: ctime.map(timespec),
             via_handle: false,
         };
-        match self.vfs.setattr(&ctx(req), ino(i), &set, fh.map(|f| Fh(f.0))) {
+        match self
+            .vfs
+            .setattr(&ctx(req), ino(i), &set, fh.map(|f| Fh(f.0)))
+        {
             Ok(a) => reply.attr(&self.cache.attr, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
@@ -227,9 +236,15 @@ impl Filesystem for FerroFs {
         let Some(k) = FileType::from_mode(mode) else {
             return reply.error(fuser::Errno::EINVAL);
         };
-        let r = self
-            .vfs
-            .mknod(&ctx(req), ino(parent), name.as_bytes(), k, mode & 0o7777, umask, rdev);
+        let r = self.vfs.mknod(
+            &ctx(req),
+            ino(parent),
+            name.as_bytes(),
+            k,
+            mode & 0o7777,
+            umask,
+            rdev,
+        );
         self.reply_entry(reply, r);
     }
 
@@ -242,9 +257,13 @@ impl Filesystem for FerroFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = self
-            .vfs
-            .mkdir(&ctx(req), ino(parent), name.as_bytes(), mode & 0o7777, umask);
+        let r = self.vfs.mkdir(
+            &ctx(req),
+            ino(parent),
+            name.as_bytes(),
+            mode & 0o7777,
+            umask,
+        );
         self.reply_entry(reply, r);
     }
 

@@ -21,7 +21,13 @@ fn help_is_stable() {
 #[test]
 fn bad_meta_url_is_named() {
     let v = Volume::new();
-    let o = ferrofs(&["format", "redis://x", "vol", "--bucket", v.data.to_str().unwrap()]);
+    let o = ferrofs(&[
+        "format",
+        "redis://x",
+        "vol",
+        "--bucket",
+        v.data.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     insta::assert_snapshot!(v.redact(&stderr(&o)));
     assert!(!v.data.exists(), "nothing is created on bad input");
@@ -31,7 +37,13 @@ fn bad_meta_url_is_named() {
 fn bad_size_and_unknown_flag_are_usage_errors() {
     let v = Volume::new();
     let o = ferrofs(&[
-        "format", &v.meta_url, "vol", "--bucket", "/tmp/x", "--block-size", "4X",
+        "format",
+        &v.meta_url,
+        "vol",
+        "--bucket",
+        "/tmp/x",
+        "--block-size",
+        "4X",
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("invalid size '4X'"), "{}", stderr(&o));
@@ -44,12 +56,24 @@ fn bad_size_and_unknown_flag_are_usage_errors() {
 fn bad_volume_settings_are_rejected_before_anything_is_written() {
     let v = Volume::new();
     let o = ferrofs(&[
-        "format", &v.meta_url, "vol", "--bucket", v.data.to_str().unwrap(), "--block-size", "3M",
+        "format",
+        &v.meta_url,
+        "vol",
+        "--bucket",
+        v.data.to_str().unwrap(),
+        "--block-size",
+        "3M",
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("block"), "{}", stderr(&o));
     assert!(!v.dir.path().join("meta").exists());
-    let o = ferrofs(&["format", &v.meta_url, "Bad_Name", "--bucket", v.data.to_str().unwrap()]);
+    let o = ferrofs(&[
+        "format",
+        &v.meta_url,
+        "Bad_Name",
+        "--bucket",
+        v.data.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(!v.dir.path().join("meta").exists());
 }
@@ -58,11 +82,22 @@ fn bad_volume_settings_are_rejected_before_anything_is_written() {
 fn second_format_needs_force() {
     let v = Volume::new();
     v.format();
-    let o = ferrofs(&["format", &v.meta_url, "testvol", "--bucket", v.data.to_str().unwrap()]);
+    let o = ferrofs(&[
+        "format",
+        &v.meta_url,
+        "testvol",
+        "--bucket",
+        v.data.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     insta::assert_snapshot!(v.redact(&stderr(&o)));
     let o = ferrofs(&[
-        "format", &v.meta_url, "testvol", "--bucket", v.data.to_str().unwrap(), "--force",
+        "format",
+        &v.meta_url,
+        "testvol",
+        "--bucket",
+        v.data.to_str().unwrap(),
+        "--force",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
@@ -75,7 +110,7 @@ fn unformatted_volume_and_missing_mountpoint() {
     insta::assert_snapshot!("mount_unformatted", v.redact(&stderr(&o)));
     let o = ferrofs(&["status", &v.meta_url]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("not formatted"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ferrofs format"), "{}", stderr(&o));
     v.format();
     let missing = v.dir.path().join("nope");
     let o = ferrofs(&["mount", &v.meta_url, missing.to_str().unwrap()]);

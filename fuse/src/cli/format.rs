@@ -24,8 +24,8 @@ pub fn run(a: FormatArgs) -> CliResult {
     format
         .validate()
         .map_err(|e| format!("invalid volume settings: {e}"))?;
-    let store = ferrofs_s3_backend::open_store(&a.storage, &a.bucket, true)
-        .map_err(|e| e.to_string())?;
+    let store =
+        ferrofs_s3_backend::open_store(&a.storage, &a.bucket, true).map_err(|e| e.to_string())?;
     probe_store(store.as_ref())?;
     let kv = ferrofs_meta::open(&url, true).map_err(|e| e.to_string())?;
     let now = now();
@@ -33,9 +33,9 @@ pub fn run(a: FormatArgs) -> CliResult {
         Ok(()) => {}
         Err(Errno::EEXIST) => {
             return Err(format!(
-                "{} already holds a volume; add --force to overwrite its settings (its files are kept)",
-                a.meta_url
-            ))
+            "{} already holds a volume; add --force to overwrite its settings (its files are kept)",
+            a.meta_url
+        ))
         }
         Err(e) => return Err(format!("cannot write the volume settings: {e}")),
     }
@@ -59,12 +59,18 @@ fn probe_store(store: &dyn ferrofs_s3_backend::ObjectStore) -> CliResult {
     let key = "ferrofs-probe";
     let body = b"ferrofs format probe";
     let fail = |what: &str, e: &dyn std::fmt::Display| {
-        format!("the object store {} does not work ({what}): {e}", store.describe())
+        format!(
+            "the object store {} does not work ({what}): {e}",
+            store.describe()
+        )
     };
     store.put(key, body).map_err(|e| fail("put", &e))?;
     let got = store.get(key, 0, None).map_err(|e| fail("get", &e))?;
     if got != body {
-        return Err(fail("get", &"it returned different bytes than were written"));
+        return Err(fail(
+            "get",
+            &"it returned different bytes than were written",
+        ));
     }
     store.delete(key).map_err(|e| fail("delete", &e))
 }

@@ -17,8 +17,10 @@ use crate::units::{parse_duration, parse_size};
 /// A distributed POSIX file system for AI training: data in object storage, metadata
 /// in a fast separate engine, mounted through FUSE.
 #[derive(Parser, Debug)]
-#[command(name = "ferrofs", version, about, long_about = None)]
-#[command(after_help = "Quick start:\n  ferrofs format sled:///var/lib/ferrofs/meta myvol --storage file --bucket /var/lib/ferrofs/data\n  ferrofs mount sled:///var/lib/ferrofs/meta /mnt/ferrofs -d\n  ferrofs umount /mnt/ferrofs")]
+#[command(name = "ferrofs", version, about, long_about = None, term_width = 100)]
+#[command(
+    after_help = "Quick start:\n  ferrofs format sled:///var/lib/ferrofs/meta myvol --storage file --bucket /var/lib/ferrofs/data\n  ferrofs mount sled:///var/lib/ferrofs/meta /mnt/ferrofs -d\n  ferrofs umount /mnt/ferrofs"
+)]
 pub struct Cli {
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides it).
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]

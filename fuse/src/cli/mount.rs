@@ -50,6 +50,9 @@ fn check_mountpoint(p: &Path) -> Result<PathBuf, String> {
 }
 
 fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
+    // Signals are handled by one thread that unmounts; block them before any thread
+    // starts (sled starts one when it opens), so that every thread inherits the mask.
+    block_signals();
     let meta = Arc::new(open_meta(&a.meta_url)?);
     let format = meta.format_info().clone();
     let store = ferrofs_s3_backend::open_store(&format.storage, &format.bucket, false)
@@ -102,9 +105,6 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     };
     fuse_config.n_threads = Some(a.threads.max(1));
 
-    // Signals are handled by one thread that unmounts; block them everywhere else
-    // before any thread starts.
-    block_signals();
     let fuse_session = fuser::Session::new(fs, mountpoint, &fuse_config)
         .map_err(|e| format!("cannot mount at {}: {e}", mountpoint.display()))?;
     let _ = std::fs::write(pid_file(mountpoint), std::process::id().to_string());
@@ -207,7 +207,12 @@ fn spawn_background(a: &MountArgs, mountpoint: &Path) -> CliResult {
         .create(true)
         .append(true)
         .open(&log)
-        .map_err(|e| format!("cannot open log file {}: {e}; choose one with --log", log.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot open log file {}: {e}; choose one with --log",
+                log.display()
+            )
+        })?;
     let start_len = log_file.metadata().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let args: Vec<std::ffi::OsString> = std::env::args_os()
@@ -218,11 +223,7 @@ fn spawn_background(a: &MountArgs, mountpoint: &Path) -> CliResult {
     cmd.args(args)
         .env(DAEMON_ENV, "1")
         .stdin(std::process::Stdio::null())
-        .stdout(
-            log_file
-                .try_clone()
-                .map_err(|e| format!("log file: {e}"))?,
-        )
+        .stdout(log_file.try_clone().map_err(|e| format!("log file: {e}"))?)
         .stderr(log_file);
     // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal.
     unsafe {
@@ -272,7 +273,9 @@ fn default_log_path() -> PathBuf {
     if unsafe { libc::geteuid() } == 0 {
         PathBuf::from("/var/log/ferrofs.log")
     } else {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
         home.join(".ferrofs").join("ferrofs.log")
     }
 }

@@ -32,9 +32,6 @@ pub fn run(a: StatusArgs) -> CliResult {
         },
         "sessions": sessions,
     });
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&out).unwrap_or_default()
-    );
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(())
 }

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub fn run(a: UmountArgs) -> CliResult {
-    let path = a.mountpoint.canonicalize().map_err(|e| {
-        format!("cannot unmount {}: {e}", a.mountpoint.display())
-    })?;
+    let path = a
+        .mountpoint
+        .canonicalize()
+        .map_err(|e| format!("cannot unmount {}: {e}", a.mountpoint.display()))?;
     match mounted_at(&path) {
         Some(m) if m.is_ferrofs() => {}
         Some(m) => {

@@ -136,7 +136,14 @@ impl Vfs {
             .mknod(ctx, parent, name, kind, mode, umask, rdev, self.now())
     }
 
-    pub fn mkdir(&self, ctx: &Ctx, parent: Ino, name: &[u8], mode: u32, umask: u32) -> Result<Attr> {
+    pub fn mkdir(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+    ) -> Result<Attr> {
         self.meta.mkdir(ctx, parent, name, mode, umask, self.now())
     }
 
@@ -197,7 +204,9 @@ impl Vfs {
         )?;
         // The creator may write the file it just created whatever its mode says, so
         // the open after create is not permission-checked.
-        let attr = self.meta.open(&Ctx::root(), attr.ino, flags & !libc::O_TRUNC)?;
+        let attr = self
+            .meta
+            .open(&Ctx::root(), attr.ino, flags & !libc::O_TRUNC)?;
         let fh = self.handles.open(attr.ino, flags);
         Ok((fh, attr))
     }
@@ -281,8 +290,7 @@ impl Vfs {
         value: &[u8],
         mode: XattrMode,
     ) -> Result<()> {
-        self.meta
-            .setxattr(ctx, ino, name, value, mode, self.now())
+        self.meta.setxattr(ctx, ino, name, value, mode, self.now())
     }
 
     pub fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {

@@ -1,0 +1,193 @@
+//! End-to-end tests through a real FUSE mount (root and /dev/fuse needed): everyday
+//! tools work, data survives unmount and remount, and deleted data is collected.
+
+mod common;
+use common::*;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+fn objects_in(dir: &std::path::Path) -> usize {
+    let out = sh(dir, "find . -type f -path './chunks/*' | wc -l");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn data_survives_remount_and_reads_are_exact() {
+    let mut v = Volume::new();
+    v.format();
+    v.mount();
+    // Multi-block, multi-chunk file with holes and overwrites (block size is 64K).
+    let mut expected = vec![0u8; 70 << 20];
+    {
+        let mut f = std::fs::File::create(v.path("big")).unwrap();
+        let a = pattern(3 << 20, 1);
+        f.write_all(&a).unwrap();
+        expected[..a.len()].copy_from_slice(&a);
+        let b = pattern(1 << 20, 2);
+        f.seek(SeekFrom::Start(66 << 20)).unwrap();
+        f.write_all(&b).unwrap();
+        expected[66 << 20..67 << 20].copy_from_slice(&b);
+        let c = pattern(100_000, 3);
+        f.seek(SeekFrom::Start(1_000_000)).unwrap();
+        f.write_all(&c).unwrap();
+        expected[1_000_000..1_100_000].copy_from_slice(&c);
+        f.set_len(70 << 20).unwrap();
+        f.sync_all().unwrap();
+    }
+    std::fs::write(v.path("small"), b"hello").unwrap();
+    std::fs::create_dir_all(v.path("a/b/c")).unwrap();
+    std::os::unix::fs::symlink("../small", v.path("a/link")).unwrap();
+    std::fs::hard_link(v.path("small"), v.path("a/b/hard")).unwrap();
+    v.umount();
+    v.mount();
+    let got = std::fs::read(v.path("big")).unwrap();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "big file differs after remount");
+    assert_eq!(std::fs::read(v.path("a/link")).unwrap(), b"hello");
+    assert_eq!(std::fs::metadata(v.path("small")).unwrap().nlink(), 2);
+    assert!(v.path("a/b/c").is_dir());
+    v.umount();
+}
+
+#[test]
+fn everyday_tools_work() {
+    let mut v = Volume::new();
+    v.format();
+    v.mount();
+    let src = env!("CARGO_MANIFEST_DIR");
+    let script = format!(
+        "set -e
+        cp -a {src}/src copied
+        diff -r {src}/src copied
+        tar cf t.tar copied && mkdir untar && tar xf t.tar -C untar && diff -r copied untar/copied
+        printf 'int main(void){{return 42;}}\\n' > m.c
+        if command -v cc >/dev/null; then cc -o m m.c; ./m || test $? -eq 42; fi
+        if command -v git >/dev/null; then
+            git init -q repo && cd repo && git config user.email t@t && git config user.name t
+            cp -a ../copied . && git add -A && git commit -qm one && git clone -q . ../clone && cd ..
+            diff -r copied clone/copied
+        fi
+        mv copied renamed && test ! -e copied && ls renamed >/dev/null
+        rm -rf renamed untar t.tar
+        echo ok"
+    );
+    let out = sh(&v.mnt, &script);
+    assert!(
+        out.status.success() && stdout(&out).contains("ok"),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    v.umount();
+}
+
+#[test]
+fn unlinked_open_file_stays_readable_until_closed() {
+    let mut v = Volume::new();
+    v.format();
+    v.mount();
+    let data = pattern(300_000, 9);
+    std::fs::write(v.path("f"), &data).unwrap();
+    let mut f = std::fs::File::open(v.path("f")).unwrap();
+    std::fs::remove_file(v.path("f")).unwrap();
+    assert!(!v.path("f").exists());
+    let mut got = Vec::new();
+    f.read_to_end(&mut got).unwrap();
+    assert_eq!(got, data);
+    drop(f);
+    v.umount();
+}
+
+#[test]
+fn deleted_and_overwritten_data_is_collected() {
+    let mut v = Volume::new();
+    v.format();
+    v.mount();
+    std::fs::write(v.path("f"), pattern(1 << 20, 4)).unwrap();
+    let before = objects_in(&v.data);
+    assert!(
+        before >= 16,
+        "1 MiB at 64K blocks is 16 objects, found {before}"
+    );
+    // Many small overwrites of one chunk trigger compaction; the old slices go.
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(v.path("f"))
+            .unwrap();
+        for i in 0..100u64 {
+            f.seek(SeekFrom::Start(i * 4096)).unwrap();
+            f.write_all(&[i as u8; 100]).unwrap();
+            f.flush().unwrap();
+            f.sync_all().unwrap();
+        }
+    }
+    let got = std::fs::read(v.path("f")).unwrap();
+    let mut expected = pattern(1 << 20, 4);
+    for i in 0..100usize {
+        expected[i * 4096..i * 4096 + 100].fill(i as u8);
+    }
+    assert!(got == expected, "content after overwrites differs");
+    std::fs::remove_file(v.path("f")).unwrap();
+    // The mount's gc deletes unreferenced objects in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while objects_in(&v.data) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(objects_in(&v.data), 0, "objects leaked after delete");
+    v.umount();
+}
+
+#[test]
+fn busy_mountpoint_is_refused() {
+    let mut v = Volume::new();
+    v.format();
+    v.mount();
+    let other = Volume::new();
+    other.format();
+    let o = ferrofs(&["mount", &other.meta_url, v.mnt.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is busy"), "{}", stderr(&o));
+    v.umount();
+}
+
+#[test]
+fn sigterm_unmounts_cleanly_and_keeps_data() {
+    let mut v = Volume::new();
+    v.format();
+    let child = std::process::Command::new(bin())
+        .args(["mount", &v.meta_url, v.mnt.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !is_mounted(&v.mnt) {
+        assert!(std::time::Instant::now() < deadline, "mount not ready");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(v.path("kept"), b"data").unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "mount process exit: {:?}", out.status);
+    assert!(!is_mounted(&v.mnt));
+    v.mount();
+    assert_eq!(std::fs::read(v.path("kept")).unwrap(), b"data");
+    v.umount();
+}
+
+fn is_mounted(p: &std::path::Path) -> bool {
+    let p = p.canonicalize().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
+}
