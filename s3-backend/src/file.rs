@@ -42,7 +42,8 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl FileStore {
     /// Opens the bucket directory `root`. Without `create` it must exist; with
-    /// `create` it is made. Stale temporary files are removed (see [`STALE_TEMP_AGE`]).
+    /// `create` it is made. Stale temporary files are removed in the background (see
+    /// [`STALE_TEMP_AGE`]).
     pub fn open(root: &Path, create: bool) -> Result<FileStore, StoreError> {
         if !root.exists() {
             if !create {
@@ -64,16 +65,23 @@ impl FileStore {
         let store = FileStore {
             root: root.to_path_buf(),
         };
-        match store.remove_stale_temp_files(STALE_TEMP_AGE) {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::info!(removed = n, root = %root.display(), "removed stale temporary objects")
-            }
-            // Leftovers only waste space; failing to remove them must not stop a mount.
-            Err(e) => {
-                tracing::warn!(error = %e, root = %root.display(), "cannot remove stale temporary objects")
-            }
-        }
+        // Sweeping walks the whole bucket, which takes long for millions of objects:
+        // do it in the background so that opening (and mounting) stays fast.
+        let sweeper = FileStore {
+            root: store.root.clone(),
+        };
+        let _ = std::thread::Builder::new()
+            .name("ferrofs-tmp-sweep".into())
+            .spawn(move || match sweeper.remove_stale_temp_files(STALE_TEMP_AGE) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(removed = n, root = %sweeper.root.display(), "removed stale temporary objects")
+                }
+                // Leftovers only waste space; failing to remove them must not stop a mount.
+                Err(e) => {
+                    tracing::warn!(error = %e, root = %sweeper.root.display(), "cannot remove stale temporary objects")
+                }
+            });
         Ok(store)
     }
 
