@@ -38,7 +38,9 @@ impl Meta {
             }
             match mode {
                 Some(m) => a.perm = m,
-                None if (set.uid.is_some() || set.gid.is_some()) && a.kind != FileType::Directory => {
+                None if (set.uid.is_some() || set.gid.is_some())
+                    && a.kind != FileType::Directory =>
+                {
                     // chown of a non-directory drops setuid, and setgid when it means
                     // "setgid" rather than mandatory locking (group-exec set).
                     a.perm &= !S_ISUID;
@@ -93,7 +95,7 @@ pub fn check_setattr(ctx: &Ctx, a: &Attr, set: &SetAttr) -> Result<Option<u16>> 
         }
     }
     if let Some(uid) = set.uid {
-        if !root && !(ctx.uid == a.uid && uid == a.uid) {
+        if !root && (ctx.uid != a.uid || uid != a.uid) {
             return Err(Errno::EPERM);
         }
     }
@@ -107,7 +109,8 @@ pub fn check_setattr(ctx: &Ctx, a: &Attr, set: &SetAttr) -> Result<Option<u16>> 
         let mut m = (m & 0o7777) as u16;
         if !owner_or_root(ctx, a) {
             let privs = S_ISUID | S_ISGID;
-            let kill_only = m & !privs == a.perm & !privs && m & privs != a.perm & privs
+            let kill_only = m & !privs == a.perm & !privs
+                && m & privs != a.perm & privs
                 && m & privs & !a.perm == 0;
             if !kill_only {
                 return Err(Errno::EPERM);

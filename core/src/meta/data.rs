@@ -4,14 +4,12 @@
 use super::attr_codec::{decode_u32, Inode};
 use super::ids::{add_counter, SLICE_BATCH};
 use super::keys;
-use super::store::{load, scan_all, store};
+use super::store::{load, load_opt, scan_all, store};
 use super::Meta;
 use crate::chunk::{decode_slices, encode_slices, SliceRef};
 use crate::errno::{Errno, Result};
 use crate::kv::{self, Txn};
-use crate::types::{
-    Attr, ChunkIndex, FileType, Ino, SliceId, Timespec, CHUNK_SIZE, FILE_SIZE_MAX,
-};
+use crate::types::{Attr, ChunkIndex, FileType, Ino, SliceId, Timespec, CHUNK_SIZE, FILE_SIZE_MAX};
 
 /// Slices per chunk beyond which the shell compacts the chunk.
 pub const COMPACT_THRESHOLD: usize = 32;
@@ -172,7 +170,8 @@ impl Meta {
 
     /// Commits a compaction: if the chunk's list still equals `expected`, replaces it
     /// with `replacement` and queues the slices no longer referenced; otherwise (the
-    /// chunk changed meanwhile) queues the replacement's new slices and returns false.
+    /// chunk changed meanwhile, or the inode is gone) queues the replacement's new
+    /// slices and returns false.
     pub fn compact_chunk(
         &self,
         ino: Ino,
@@ -185,7 +184,8 @@ impl Meta {
         }
         kv::txn(&**self.kv(), |t| {
             let current = get_slices(t, ino, index)?;
-            if current == expected {
+            let live = load_opt(t, ino)?.is_some();
+            if live && current == expected {
                 let old: Vec<SliceRef> = expected
                     .iter()
                     .filter(|s| !replacement.iter().any(|r| r.id == s.id))

@@ -168,11 +168,17 @@ mod tests {
     fn layout() {
         assert_eq!(attr(Ino(1)), b"A\0\0\0\0\0\0\0\x01I");
         assert_eq!(dentry(Ino(2), b"ab"), b"A\0\0\0\0\0\0\0\x02Dab");
-        assert_eq!(chunk(Ino(1), ChunkIndex(3)), b"A\0\0\0\0\0\0\0\x01C\0\0\0\x03");
+        assert_eq!(
+            chunk(Ino(1), ChunkIndex(3)),
+            b"A\0\0\0\0\0\0\0\x01C\0\0\0\x03"
+        );
         assert_eq!(counter(NEXT_INODE), b"CnextInode");
         assert_eq!(gc(SliceId(258)), b"G\0\0\0\0\0\0\x01\x02");
         assert_eq!(seq_of_dir_index(&dir_index(Ino(9), 77)), Some(77));
-        assert_eq!(chunk_index_of(&chunk(Ino(9), ChunkIndex(5))), Some(ChunkIndex(5)));
+        assert_eq!(
+            chunk_index_of(&chunk(Ino(9), ChunkIndex(5))),
+            Some(ChunkIndex(5))
+        );
         assert_eq!(id_of(&session(5)), Some(5));
         assert!(dir_index(Ino(1), u64::MAX) < dir_index_end(Ino(1)));
         assert!(chunk(Ino(1), ChunkIndex(u32::MAX)) < chunk_range_from(Ino(1), 0).1);

@@ -18,17 +18,16 @@ pub const COOKIE_DOTDOT: u64 = 2;
 impl Meta {
     /// Lists directory `ino` after cookie `offset` (0: from the start), at most `limit`
     /// entries; with `plus`, each entry carries its attributes. Permission to list was
-    /// checked by [`Meta::opendir`] (`ctx` is not consulted again, as with an open
+    /// checked by [`Meta::opendir`] (the caller is not checked again, as with an open
     /// directory handle on Linux).
     pub fn readdir(
         &self,
-        ctx: &Ctx,
+        _ctx: &Ctx,
         ino: Ino,
         offset: u64,
         limit: usize,
         plus: bool,
     ) -> Result<Vec<DirEntry>> {
-        let _ = ctx;
         kv::read(&**self.kv(), |t| {
             let dir = load_dir(t, ino)?;
             let mut out = Vec::new();
@@ -56,7 +55,11 @@ impl Meta {
                 if e.seq != seq {
                     continue;
                 }
-                let attr = if plus { Some(load(t, e.ino)?.attr) } else { None };
+                let attr = if plus {
+                    Some(load(t, e.ino)?.attr)
+                } else {
+                    None
+                };
                 out.push(DirEntry {
                     name,
                     ino: e.ino,

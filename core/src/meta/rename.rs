@@ -5,8 +5,7 @@ use super::attr_codec::{Entry, Inode};
 use super::data::{delete_inode, drop_link};
 use super::perm::{check, check_name, is_dot, sticky_ok, W_OK, X_OK};
 use super::store::{
-    add_entry, dir_is_empty, get_entry, load, load_dir, put_entry, remove_entry, touch_dir,
-    update,
+    add_entry, dir_is_empty, get_entry, load, load_dir, put_entry, remove_entry, touch_dir, update,
 };
 use super::{lock, Meta};
 use crate::errno::{Errno, Result};

@@ -1,6 +1,5 @@
 //! Client sessions (`H` keys) and cleanup of inodes a crashed client left open (`U`).
 
-use super::attr_codec::decode_u64;
 use super::ids::{get_counter, set_counter};
 use super::keys;
 use super::store::load_opt;
@@ -60,9 +59,8 @@ impl Meta {
         let (start, end) = keys::unlinked_range();
         kv::txn(&**self.kv(), |t| {
             let mut count = 0;
-            for (k, v) in super::store::scan_all(t, &start, &end)? {
+            for (k, _) in super::store::scan_all(t, &start, &end)? {
                 let ino = Ino(keys::id_of(&k).ok_or(Errno::EIO)?);
-                let _session = decode_u64(&v).unwrap_or(0);
                 if opens.get(&ino).copied().unwrap_or(0) > 0 {
                     continue;
                 }

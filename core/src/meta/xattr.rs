@@ -3,7 +3,7 @@
 //! directories, `trusted.` is root's, other namespaces are not checked here.
 
 use super::keys;
-use super::perm::{check, owner_or_root, S_ISVTX, R_OK, W_OK};
+use super::perm::{check, owner_or_root, R_OK, S_ISVTX, W_OK};
 use super::store::{load, scan_all, store};
 use super::Meta;
 use crate::errno::{Errno, Result};

@@ -33,7 +33,16 @@ fn format_twice_needs_force_and_keeps_data() {
     assert_eq!(m.lookup(&root(), Ino::ROOT, b"keep").unwrap().ino, f.ino);
     // Counters were kept: new ids do not collide with old ones.
     let g = m
-        .mknod(&root(), Ino::ROOT, b"g", FileType::RegularFile, 0o644, 0, 0, ts(3))
+        .mknod(
+            &root(),
+            Ino::ROOT,
+            b"g",
+            FileType::RegularFile,
+            0o644,
+            0,
+            0,
+            ts(3),
+        )
         .unwrap();
     assert!(g.ino.0 > f.ino.0);
     check_invariants(&fx.kv);
@@ -68,9 +77,8 @@ fn load_errors() {
 #[test]
 fn ids_come_in_batches() {
     let fx = setup();
-    let counter = |name: &str| {
-        kv::read(&*fx.kv, |t| super::super::ids::get_counter(t, name)).unwrap()
-    };
+    let counter =
+        |name: &str| kv::read(&*fx.kv, |t| super::super::ids::get_counter(t, name)).unwrap();
     fx.file(&root(), Ino::ROOT, "a", 0o644);
     assert_eq!(counter(keys::NEXT_INODE), 2 + 256);
     for i in 0..300 {
@@ -82,7 +90,16 @@ fn ids_come_in_batches() {
     // A second client gets its own, disjoint batches.
     let m2 = Meta::load(fx.kv.clone()).unwrap();
     let a = m2
-        .mknod(&root(), Ino::ROOT, b"other", FileType::RegularFile, 0o644, 0, 0, ts(3))
+        .mknod(
+            &root(),
+            Ino::ROOT,
+            b"other",
+            FileType::RegularFile,
+            0o644,
+            0,
+            0,
+            ts(3),
+        )
         .unwrap();
     assert_eq!(a.ino, Ino(2 + 512));
     assert_eq!(m2.new_slice_id().unwrap(), SliceId(1025));
@@ -140,7 +157,16 @@ fn inode_limit_gives_enospc() {
     fx.file(&root(), Ino::ROOT, "a", 0o644);
     fx.dir(&root(), Ino::ROOT, "b", 0o755);
     assert_eq!(
-        fx.m.mknod(&root(), Ino::ROOT, b"c", FileType::RegularFile, 0o644, 0, 0, ts(2)),
+        fx.m.mknod(
+            &root(),
+            Ino::ROOT,
+            b"c",
+            FileType::RegularFile,
+            0o644,
+            0,
+            0,
+            ts(2)
+        ),
         Err(Errno::ENOSPC)
     );
     fx.check();

@@ -5,6 +5,7 @@ mod attrs;
 mod create;
 mod data;
 mod format;
+mod invariants;
 mod open;
 mod readdir;
 mod remove;
@@ -13,6 +14,7 @@ mod xattr;
 
 use super::attr_codec::{decode_entry, decode_inode, decode_u64};
 use super::keys;
+use super::perm::{R_OK, W_OK, X_OK};
 use super::Meta;
 use crate::chunk::decode_slices;
 use crate::format::Format;
@@ -54,7 +56,16 @@ pub fn setup_with(f: Format) -> Fx {
 impl Fx {
     pub fn file(&self, ctx: &Ctx, parent: Ino, name: &str, mode: u32) -> Attr {
         self.m
-            .mknod(ctx, parent, name.as_bytes(), FileType::RegularFile, mode, 0, 0, ts(10))
+            .mknod(
+                ctx,
+                parent,
+                name.as_bytes(),
+                FileType::RegularFile,
+                mode,
+                0,
+                0,
+                ts(10),
+            )
             .unwrap()
     }
 
@@ -161,7 +172,10 @@ pub fn check_invariants(kv: &MemKv) {
     // Every inode key belongs to a live inode.
     for k in dump.keys().filter(|k| k[0] == b'A') {
         let ino = Ino(u64::from_be_bytes(k[1..9].try_into().unwrap()));
-        assert!(inodes.contains_key(&ino), "key of missing inode {ino:?}: {k:?}");
+        assert!(
+            inodes.contains_key(&ino),
+            "key of missing inode {ino:?}: {k:?}"
+        );
     }
     let mut links: BTreeMap<Ino, u32> = BTreeMap::new();
     let mut subdirs: BTreeMap<Ino, u32> = BTreeMap::new();
@@ -201,10 +215,21 @@ pub fn check_invariants(kv: &MemKv) {
         }
     }
     for u in &unlinked {
-        assert_eq!(inodes.get(u).map(|n| n.attr.nlink), Some(0), "U key of {u:?}");
+        assert_eq!(
+            inodes.get(u).map(|n| n.attr.nlink),
+            Some(0),
+            "U key of {u:?}"
+        );
     }
     let counter = |name: &str| decode_u64(&dump[&keys::counter(name)]).unwrap();
-    assert_eq!(counter(keys::TOTAL_INODES), inodes.len() as u64, "totalInodes");
+    assert_eq!(
+        counter(keys::TOTAL_INODES),
+        inodes.len() as u64,
+        "totalInodes"
+    );
     assert_eq!(counter(keys::USED_SPACE), used, "usedSpace");
-    assert!(gc.is_disjoint(&chunk_slices), "queued slice still referenced");
+    assert!(
+        gc.is_disjoint(&chunk_slices),
+        "queued slice still referenced"
+    );
 }
