@@ -35,6 +35,12 @@ pub struct Volume {
     mounted: bool,
 }
 
+impl Default for Volume {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Volume {
     pub fn new() -> Volume {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -148,6 +148,28 @@ fn deleted_and_overwritten_data_is_collected() {
 }
 
 #[test]
+fn status_of_a_mounted_volume_lists_its_session() {
+    let mut v = Volume::new();
+    v.format();
+    v.mount();
+    std::fs::write(v.path("f"), b"12345").unwrap();
+    let o = ferrofs(&["status", &v.meta_url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sessions = json["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{json}");
+    assert_eq!(
+        sessions[0]["mountpoint"],
+        v.mnt.canonicalize().unwrap().to_str().unwrap()
+    );
+    assert_eq!(json["usage"]["used_inodes"], 2);
+    v.umount();
+    let o = ferrofs(&["status", &v.meta_url]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(json["sessions"].as_array().unwrap().is_empty(), "{json}");
+}
+
+#[test]
 fn busy_mountpoint_is_refused() {
     let mut v = Volume::new();
     v.format();

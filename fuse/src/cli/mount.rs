@@ -114,6 +114,9 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         "mounted"
     );
     spawn_signal_handler(mountpoint.to_path_buf());
+    if let Ok(url) = ferrofs_meta::MetaUrl::parse(&a.meta_url) {
+        super::status::serve_status(&url, meta.clone());
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let gc = spawn_gc(vfs.clone(), stop.clone());
 
@@ -127,6 +130,9 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     let _ = meta.close_session(session);
     let _ = meta.sync();
     let _ = std::fs::remove_file(pid_file(mountpoint));
+    if let Ok(url) = ferrofs_meta::MetaUrl::parse(&a.meta_url) {
+        let _ = std::fs::remove_file(super::status::socket_path(&url));
+    }
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     served.map_err(|e| format!("the FUSE session ended with an error: {e}"))?;
     shutdown.map_err(|e| format!("flushing at unmount failed: {e}"))

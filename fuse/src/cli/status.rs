@@ -1,16 +1,36 @@
 //! `ferrofs status`: the volume's settings, usage and sessions, as JSON.
+//!
+//! The embedded sled engine admits one process at a time, so while a volume is mounted
+//! its mount process answers status requests on a Unix socket in the metadata directory.
 
 use super::{open_meta, CliResult, StatusArgs};
+use ferrofs_core::meta::Meta;
+use ferrofs_meta::MetaUrl;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 pub fn run(a: StatusArgs) -> CliResult {
+    let url = MetaUrl::parse(&a.meta_url).map_err(|e| e.to_string())?;
+    if let Some(text) = ask_mount(&url) {
+        println!("{text}");
+        return Ok(());
+    }
     let meta = open_meta(&a.meta_url)?;
+    println!("{}", status_json(&meta)?);
+    Ok(())
+}
+
+/// The status document of a volume.
+pub fn status_json(meta: &Meta) -> Result<String, String> {
     let usage = meta
         .statfs()
         .map_err(|e| format!("cannot read usage: {e}"))?;
-    let sessions = meta
+    let sessions: Vec<serde_json::Value> = meta
         .list_sessions()
-        .map_err(|e| format!("cannot read sessions: {e}"))?;
-    let sessions: Vec<serde_json::Value> = sessions
+        .map_err(|e| format!("cannot read sessions: {e}"))?
         .into_iter()
         .map(|(id, info)| {
             let mut v = serde_json::from_str(&info).unwrap_or(serde_json::Value::Null);
@@ -32,6 +52,41 @@ pub fn run(a: StatusArgs) -> CliResult {
         },
         "sessions": sessions,
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    Ok(())
+    serde_json::to_string_pretty(&out).map_err(|e| e.to_string())
+}
+
+/// The status socket of a volume's metadata directory.
+pub fn socket_path(url: &MetaUrl) -> PathBuf {
+    match url {
+        MetaUrl::Sled(dir) => dir.join("ferrofs-status.sock"),
+    }
+}
+
+fn ask_mount(url: &MetaUrl) -> Option<String> {
+    let mut s = UnixStream::connect(socket_path(url)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    (!text.is_empty()).then_some(text)
+}
+
+/// Serves status documents on the volume's status socket until the process exits.
+pub fn serve_status(url: &MetaUrl, meta: Arc<Meta>) {
+    let path = socket_path(url);
+    let _ = std::fs::remove_file(&path);
+    let listener = match UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("cannot serve status on {}: {e}", path.display());
+            return;
+        }
+    };
+    let _ = std::thread::Builder::new()
+        .name("ferrofs-status".into())
+        .spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                let doc = status_json(&meta).unwrap_or_else(|e| format!("{{\"error\": {e:?}}}"));
+                let _ = conn.write_all(doc.as_bytes());
+            }
+        });
 }

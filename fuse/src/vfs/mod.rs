@@ -122,6 +122,7 @@ impl Vfs {
         self.meta.access(ctx, ino, mask)
     }
 
+    #[allow(clippy::too_many_arguments)] // mirrors mknod(2)'s arguments
     pub fn mknod(
         &self,
         ctx: &Ctx,
