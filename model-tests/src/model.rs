@@ -10,10 +10,11 @@
 //! Deliberately not modelled (and never generated): set-uid/set-gid bits (their clearing
 //! on write and chown, and set-gid directory inheritance, differ between kernel and FUSE
 //! paths in ways that say nothing about ferrofs), supplementary groups, ACLs, xattrs,
-//! times, `..` and `.` in paths, `O_APPEND`, special files, the `protected_symlinks`
-//! and `protected_regular` sysctls (checked to be off where Linux is the oracle).
+//! times, `..` and `.` in paths, `O_APPEND`, special files. Kernel policy that depends
+//! on sysctls (`fs.protected_hardlinks`, `fs.protected_symlinks`, `fs.protected_regular`)
+//! is modelled behind [`ModelConfig`].
 
-use crate::ops::{Op, OpenFlags, RenameMode, Who, SLOTS};
+use crate::ops::{Op, OpenFlags, Path, RenameMode, State, Who, ALL_NAMES, SLOTS};
 use crate::target::{join, Kind, Outcome, Stat, Target, Tree, TreeEntry, Value};
 use crate::walk::{permitted, resolve, Namespace, Walked, R, W, X};
 use ferrofs_core::Errno;
@@ -27,6 +28,15 @@ pub struct ModelConfig {
     /// file-system policy: on for comparisons with Linux (where the sysctl is 1), off
     /// for the library target, which has no kernel in front of it.
     pub protected_hardlinks: bool,
+    /// `fs.protected_symlinks`: a symlink that ends a path, in a sticky world-writable
+    /// directory, may be followed only by its owner or if the directory's owner owns
+    /// it (EACCES otherwise; root is not exempt).
+    pub protected_symlinks: bool,
+    /// `fs.protected_regular`: `O_CREAT` on an existing regular file in a sticky
+    /// directory that is world-writable (1), or also group-writable (2), is refused
+    /// (EACCES) unless the caller or the directory's owner owns the file; root is not
+    /// exempt.
+    pub protected_regular: u8,
 }
 
 type Ino = u64;
@@ -35,7 +45,10 @@ const ROOT: Ino = 1;
 #[derive(Clone, Debug)]
 enum Body {
     File(Vec<u8>),
-    Dir { entries: BTreeMap<String, Ino>, parent: Ino },
+    Dir {
+        entries: BTreeMap<String, Ino>,
+        parent: Ino,
+    },
     Symlink(String),
 }
 
@@ -59,7 +72,14 @@ impl Inode {
     }
 
     fn allows(&self, who: Who, want: u16) -> bool {
-        permitted(who, self.uid, self.gid, self.perm, self.kind() == Kind::Dir, want)
+        permitted(
+            who,
+            self.uid,
+            self.gid,
+            self.perm,
+            self.kind() == Kind::Dir,
+            want,
+        )
     }
 
     fn entries(&self) -> &BTreeMap<String, Ino> {
@@ -94,7 +114,10 @@ pub struct ModelTarget {
 
 impl ModelTarget {
     pub fn new(config: ModelConfig) -> ModelTarget {
-        ModelTarget { model: Model::new(config), name: "model".into() }
+        ModelTarget {
+            model: Model::new(config),
+            name: "model".into(),
+        }
     }
 }
 
@@ -110,6 +133,27 @@ impl Target for ModelTarget {
     }
 }
 
+impl State for Model {
+    fn paths(&self) -> Vec<(Path, Kind)> {
+        let mut out = Vec::new();
+        self.collect_paths(ROOT, &[], &mut out);
+        out
+    }
+
+    fn open_slots(&self) -> Vec<usize> {
+        (0..SLOTS).filter(|&s| self.slots[s].is_some()).collect()
+    }
+}
+
+/// The `'static` copy of a generated name.
+fn intern(name: &str) -> &'static str {
+    ALL_NAMES
+        .iter()
+        .find(|n| **n == name)
+        .copied()
+        .expect("names come from the generator's pools")
+}
+
 impl Namespace for Model {
     type Id = Ino;
 
@@ -118,13 +162,29 @@ impl Namespace for Model {
         if !d.allows(who, X) {
             return Err(Errno::EACCES);
         }
-        Ok(d.entries().get(name).map(|&ino| (ino, self.inodes[&ino].kind())))
+        Ok(d.entries()
+            .get(name)
+            .map(|&ino| (ino, self.inodes[&ino].kind())))
     }
 
     fn readlink(&mut self, id: Ino) -> Result<String, Errno> {
         match &self.inodes[&id].body {
             Body::Symlink(t) => Ok(t.clone()),
             _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// `may_follow_link` (fs/namei.c).
+    fn may_follow_trailing(&mut self, who: Who, dir: Ino, link: Ino) -> Result<(), Errno> {
+        let (d, l) = (self.ino(dir), self.ino(link));
+        if !self.config.protected_symlinks
+            || who.uid() == l.uid
+            || d.perm & 0o1002 != 0o1002
+            || d.uid == l.uid
+        {
+            Ok(())
+        } else {
+            Err(Errno::EACCES)
         }
     }
 }
@@ -136,21 +196,40 @@ impl Model {
         inodes.insert(
             ROOT,
             Inode {
-                body: Body::Dir { entries: BTreeMap::new(), parent: ROOT },
+                body: Body::Dir {
+                    entries: BTreeMap::new(),
+                    parent: ROOT,
+                },
                 perm: 0o777,
                 uid: 0,
                 gid: 0,
                 nlink: 0,
             },
         );
-        Model { inodes, next_ino: ROOT + 1, slots: [None; SLOTS], config }
+        Model {
+            inodes,
+            next_ino: ROOT + 1,
+            slots: [None; SLOTS],
+            config,
+        }
     }
 
     pub fn apply(&mut self, op: &Op) -> Outcome {
         match op {
             Op::Mkdir { who, path, mode } => self.mkdir(*who, &path.0, *mode),
-            Op::Open { who, path, flags, mode, slot } => self.open(*who, &path.0, *flags, *mode, *slot),
-            Op::Write { slot, offset, len, seed } => self.write(*slot, *offset, *len, *seed),
+            Op::Open {
+                who,
+                path,
+                flags,
+                mode,
+                slot,
+            } => self.open(*who, &path.0, *flags, *mode, *slot),
+            Op::Write {
+                slot,
+                offset,
+                len,
+                seed,
+            } => self.write(*slot, *offset, *len, *seed),
             Op::Read { slot, offset, len } => self.read(*slot, *offset, *len),
             Op::Ftruncate { slot, size } => self.ftruncate(*slot, *size),
             Op::Fsync { slot } => self.handle(*slot).map(|_| Value::Done),
@@ -166,17 +245,34 @@ impl Model {
             Op::Truncate { who, path, size } => self.truncate(*who, &path.0, *size),
             Op::Unlink { who, path } => self.unlink(*who, &path.0),
             Op::Rmdir { who, path } => self.rmdir(*who, &path.0),
-            Op::Rename { who, from, to, mode } => self.rename(*who, &from.0, &to.0, *mode),
+            Op::Rename {
+                who,
+                from,
+                to,
+                mode,
+            } => self.rename(*who, &from.0, &to.0, *mode),
             Op::Link { who, from, to } => self.link(*who, &from.0, &to.0),
             Op::Symlink { who, target, path } => self.symlink(*who, &target.as_target(), &path.0),
             Op::Readlink { who, path } => {
-                let (id, _) = self.walk(*who, &path.0, false)?.found.ok_or(Errno::ENOENT)?;
+                let (id, _) = self
+                    .walk(*who, &path.0, false)?
+                    .found
+                    .ok_or(Errno::ENOENT)?;
                 self.readlink(id).map(Value::Target)
             }
             Op::Chmod { who, path, mode } => self.chmod(*who, &path.0, *mode),
-            Op::Chown { who, path, uid, gid, follow } => self.chown(*who, &path.0, *uid, *gid, *follow),
+            Op::Chown {
+                who,
+                path,
+                uid,
+                gid,
+                follow,
+            } => self.chown(*who, &path.0, *uid, *gid, *follow),
             Op::Stat { who, path, follow } => {
-                let (id, _) = self.walk(*who, &path.0, *follow)?.found.ok_or(Errno::ENOENT)?;
+                let (id, _) = self
+                    .walk(*who, &path.0, *follow)?
+                    .found
+                    .ok_or(Errno::ENOENT)?;
                 Ok(Value::Stat(self.stat_of(id)))
             }
             Op::Readdir { who, path } => self.readdir(*who, &path.0),
@@ -207,7 +303,10 @@ impl Model {
         let i = self.ino(ino);
         match &i.body {
             Body::Dir { entries, .. } => {
-                let subdirs = entries.values().filter(|e| self.ino(**e).kind() == Kind::Dir).count();
+                let subdirs = entries
+                    .values()
+                    .filter(|e| self.ino(**e).kind() == Kind::Dir)
+                    .count();
                 // A removed directory kept alive by an open handle has nlink 0.
                 if ino != ROOT && !self.is_linked_dir(ino) {
                     0
@@ -242,7 +341,16 @@ impl Model {
     fn new_inode(&mut self, body: Body, perm: u16, who: Who) -> Ino {
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.inodes.insert(ino, Inode { body, perm, uid: who.uid(), gid: who.gid(), nlink: 1 });
+        self.inodes.insert(
+            ino,
+            Inode {
+                body,
+                perm,
+                uid: who.uid(),
+                gid: who.gid(),
+                nlink: 1,
+            },
+        );
         ino
     }
 
@@ -307,7 +415,14 @@ impl Model {
             return Err(Errno::EEXIST);
         }
         self.may_create(who, w.parent)?;
-        let ino = self.new_inode(Body::Dir { entries: BTreeMap::new(), parent: w.parent }, mode & 0o1777, who);
+        let ino = self.new_inode(
+            Body::Dir {
+                entries: BTreeMap::new(),
+                parent: w.parent,
+            },
+            mode & 0o1777,
+            who,
+        );
         self.dir_entries_mut(w.parent).insert(w.name, ino);
         Ok(Value::Done)
     }
@@ -321,9 +436,17 @@ impl Model {
     ///   against the new file's mode;
     /// - an existing directory: EISDIR with `O_CREAT` or write access (`O_TRUNC` counts
     ///   as write access);
+    /// - `O_CREAT` on an existing file: `fs.protected_regular` (see [`ModelConfig`]);
     /// - an existing file needs read and/or write permission (`O_TRUNC` needs write);
     /// - `O_TRUNC` then empties it.
-    fn open(&mut self, who: Who, path: &[&str], flags: OpenFlags, mode: u16, slot: usize) -> Outcome {
+    fn open(
+        &mut self,
+        who: Who,
+        path: &[&str],
+        flags: OpenFlags,
+        mode: u16,
+        slot: usize,
+    ) -> Outcome {
         self.close(slot);
         let follow = !(flags.creat && flags.excl);
         let w = self.walk(who, path, follow)?;
@@ -345,6 +468,9 @@ impl Model {
                 if kind == Kind::Dir && (flags.creat || writes) {
                     return Err(Errno::EISDIR);
                 }
+                if flags.creat {
+                    self.may_create_in_sticky(who, w.parent, ino)?;
+                }
                 debug_assert_ne!(kind, Kind::Symlink, "final symlinks are followed");
                 let mut want = 0;
                 if flags.access.reads() {
@@ -364,8 +490,25 @@ impl Model {
                 ino
             }
         };
-        self.slots[slot] = Some(Handle { ino, read: flags.access.reads(), write: flags.access.writes() });
+        self.slots[slot] = Some(Handle {
+            ino,
+            read: flags.access.reads(),
+            write: flags.access.writes(),
+        });
         Ok(Value::Done)
+    }
+
+    /// `may_create_in_sticky` (fs/namei.c), for `O_CREAT` on an existing regular file.
+    fn may_create_in_sticky(&self, who: Who, dir: Ino, file: Ino) -> Result<(), Errno> {
+        let (d, f) = (self.ino(dir), self.ino(file));
+        let level = self.config.protected_regular;
+        if d.perm & 0o1000 == 0 || level == 0 || f.uid == d.uid || f.uid == who.uid() {
+            return Ok(());
+        }
+        if d.perm & 0o002 != 0 || (level >= 2 && d.perm & 0o020 != 0) {
+            return Err(Errno::EACCES);
+        }
+        Ok(())
     }
 
     /// `pwrite`: EBADF unless open for writing; zero bytes change nothing.
@@ -498,14 +641,19 @@ impl Model {
         let trap = if wo.parent == wn.parent {
             None
         } else {
-            self.child_towards(wo.parent, wn.parent).or_else(|| self.child_towards(wn.parent, wo.parent))
+            self.child_towards(wo.parent, wn.parent)
+                .or_else(|| self.child_towards(wn.parent, wo.parent))
         };
         if trap == Some(src) {
             return Err(Errno::EINVAL);
         }
         if let Some((dst, _)) = wn.found {
             if trap == Some(dst) {
-                return Err(if mode == RenameMode::Exchange { Errno::EINVAL } else { Errno::ENOTEMPTY });
+                return Err(if mode == RenameMode::Exchange {
+                    Errno::EINVAL
+                } else {
+                    Errno::ENOTEMPTY
+                });
             }
             if dst == src {
                 return Ok(Value::Done);
@@ -516,7 +664,11 @@ impl Model {
         match wn.found {
             None => self.may_create(who, wn.parent)?,
             Some((dst, dkind)) => {
-                let isdir = if mode == RenameMode::Exchange { dkind == Kind::Dir } else { sdir };
+                let isdir = if mode == RenameMode::Exchange {
+                    dkind == Kind::Dir
+                } else {
+                    sdir
+                };
                 self.may_delete(who, wn.parent, dst, isdir)?;
             }
         }
@@ -614,7 +766,14 @@ impl Model {
     /// `chown`/`lchown` (fs/attr.c `chown_ok`, `chgrp_ok`): root may do anything; the
     /// owner may "change" the uid to itself and the gid to a group it is in (or to the
     /// current gid); everyone else gets EPERM.
-    fn chown(&mut self, who: Who, path: &[&str], uid: Option<u32>, gid: Option<u32>, follow: bool) -> Outcome {
+    fn chown(
+        &mut self,
+        who: Who,
+        path: &[&str],
+        uid: Option<u32>,
+        gid: Option<u32>,
+        follow: bool,
+    ) -> Outcome {
         let (ino, _) = self.walk(who, path, follow)?.found.ok_or(Errno::ENOENT)?;
         let i = self.ino_mut(ino);
         if who != Who::Root {
@@ -667,10 +826,30 @@ impl Model {
             Body::Symlink(t) => (None, Some(t.clone())),
             Body::Dir { .. } => (None, None),
         };
-        out.push((path.clone(), ino, TreeEntry { stat: self.stat_of(ino), content, target, same_inode_as: None }));
+        out.push((
+            path.clone(),
+            ino,
+            TreeEntry {
+                stat: self.stat_of(ino),
+                content,
+                target,
+                same_inode_as: None,
+            },
+        ));
         if let Body::Dir { entries, .. } = &i.body {
             for (name, &child) in entries {
                 self.walk_tree(child, join(&path, name), out);
+            }
+        }
+    }
+
+    fn collect_paths(&self, ino: Ino, prefix: &[&'static str], out: &mut Vec<(Path, Kind)>) {
+        if let Body::Dir { entries, .. } = &self.ino(ino).body {
+            for (name, &child) in entries {
+                let mut p = prefix.to_vec();
+                p.push(intern(name));
+                out.push((Path(p.clone()), self.ino(child).kind()));
+                self.collect_paths(child, &p, out);
             }
         }
     }
@@ -684,7 +863,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::{Access, Path};
+    use crate::ops::Access;
 
     fn p(s: &'static str) -> Path {
         Path(s.split('/').filter(|c| !c.is_empty()).collect())
@@ -693,11 +872,41 @@ mod tests {
     #[test]
     fn unlinked_file_lives_while_open() {
         let mut m = Model::new(ModelConfig::default());
-        let flags = OpenFlags { access: Access::ReadWrite, creat: true, excl: true, trunc: false };
-        assert_eq!(m.apply(&Op::Open { who: Who::Root, path: p("f"), flags, mode: 0o644, slot: 0 }), Ok(Value::Done));
-        assert_eq!(m.apply(&Op::Write { slot: 0, offset: 10, len: 5, seed: 1 }), Ok(Value::Written(5)));
-        assert_eq!(m.apply(&Op::Unlink { who: Who::Root, path: p("f") }), Ok(Value::Done));
-        let Ok(Value::Stat(s)) = m.apply(&Op::Fstat { slot: 0 }) else { panic!() };
+        let flags = OpenFlags {
+            access: Access::ReadWrite,
+            creat: true,
+            excl: true,
+            trunc: false,
+        };
+        assert_eq!(
+            m.apply(&Op::Open {
+                who: Who::Root,
+                path: p("f"),
+                flags,
+                mode: 0o644,
+                slot: 0
+            }),
+            Ok(Value::Done)
+        );
+        assert_eq!(
+            m.apply(&Op::Write {
+                slot: 0,
+                offset: 10,
+                len: 5,
+                seed: 1
+            }),
+            Ok(Value::Written(5))
+        );
+        assert_eq!(
+            m.apply(&Op::Unlink {
+                who: Who::Root,
+                path: p("f")
+            }),
+            Ok(Value::Done)
+        );
+        let Ok(Value::Stat(s)) = m.apply(&Op::Fstat { slot: 0 }) else {
+            panic!()
+        };
         assert_eq!((s.nlink, s.size), (0, Some(15)));
         assert_eq!(m.inode_count(), 2);
         assert_eq!(m.apply(&Op::Close { slot: 0 }), Ok(Value::Done));
@@ -708,28 +917,105 @@ mod tests {
     fn rename_into_own_subtree_and_onto_ancestor() {
         let mut m = Model::new(ModelConfig::default());
         for d in ["a", "a/b", "a/b/c"] {
-            assert_eq!(m.apply(&Op::Mkdir { who: Who::Root, path: p(d), mode: 0o755 }), Ok(Value::Done));
+            assert_eq!(
+                m.apply(&Op::Mkdir {
+                    who: Who::Root,
+                    path: p(d),
+                    mode: 0o755
+                }),
+                Ok(Value::Done)
+            );
         }
-        let r = |m: &mut Model, from, to, mode| m.apply(&Op::Rename { who: Who::Root, from: p(from), to: p(to), mode });
-        assert_eq!(r(&mut m, "a", "a/b/x", RenameMode::Plain), Err(Errno::EINVAL));
-        assert_eq!(r(&mut m, "a/b/c", "a", RenameMode::Plain), Err(Errno::ENOTEMPTY));
-        assert_eq!(r(&mut m, "a/b/c", "a", RenameMode::Exchange), Err(Errno::EINVAL));
+        let r = |m: &mut Model, from, to, mode| {
+            m.apply(&Op::Rename {
+                who: Who::Root,
+                from: p(from),
+                to: p(to),
+                mode,
+            })
+        };
+        assert_eq!(
+            r(&mut m, "a", "a/b/x", RenameMode::Plain),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            r(&mut m, "a/b/c", "a", RenameMode::Plain),
+            Err(Errno::ENOTEMPTY)
+        );
+        assert_eq!(
+            r(&mut m, "a/b/c", "a", RenameMode::Exchange),
+            Err(Errno::EINVAL)
+        );
         assert_eq!(r(&mut m, "a/b", "a/b", RenameMode::Plain), Ok(Value::Done));
         assert_eq!(r(&mut m, "a/b/c", "c", RenameMode::Plain), Ok(Value::Done));
-        let Ok(Value::Stat(s)) = m.apply(&Op::Stat { who: Who::Root, path: p("a"), follow: false }) else { panic!() };
+        let Ok(Value::Stat(s)) = m.apply(&Op::Stat {
+            who: Who::Root,
+            path: p("a"),
+            follow: false,
+        }) else {
+            panic!()
+        };
         assert_eq!(s.nlink, 3);
     }
 
     #[test]
     fn symlinks_are_followed_in_the_middle_and_loop() {
         let mut m = Model::new(ModelConfig::default());
-        m.apply(&Op::Mkdir { who: Who::Root, path: p("a"), mode: 0o755 }).unwrap();
-        m.apply(&Op::Symlink { who: Who::Root, target: p("a"), path: p("s") }).unwrap();
-        m.apply(&Op::Symlink { who: Who::Root, target: p("t"), path: p("t") }).unwrap();
-        let flags = OpenFlags { access: Access::Write, creat: true, excl: false, trunc: false };
-        assert_eq!(m.apply(&Op::Open { who: Who::Root, path: p("s/f"), flags, mode: 0o600, slot: 1 }), Ok(Value::Done));
-        assert_eq!(m.apply(&Op::Readdir { who: Who::Root, path: p("s") }), Ok(Value::Names(vec!["f".into()])));
-        assert_eq!(m.apply(&Op::Stat { who: Who::Root, path: p("t"), follow: true }), Err(Errno::ELOOP));
-        assert!(m.apply(&Op::Stat { who: Who::Root, path: p("t"), follow: false }).is_ok());
+        m.apply(&Op::Mkdir {
+            who: Who::Root,
+            path: p("a"),
+            mode: 0o755,
+        })
+        .unwrap();
+        m.apply(&Op::Symlink {
+            who: Who::Root,
+            target: p("a"),
+            path: p("s"),
+        })
+        .unwrap();
+        m.apply(&Op::Symlink {
+            who: Who::Root,
+            target: p("t"),
+            path: p("t"),
+        })
+        .unwrap();
+        let flags = OpenFlags {
+            access: Access::Write,
+            creat: true,
+            excl: false,
+            trunc: false,
+        };
+        assert_eq!(
+            m.apply(&Op::Open {
+                who: Who::Root,
+                path: p("s/f"),
+                flags,
+                mode: 0o600,
+                slot: 1
+            }),
+            Ok(Value::Done)
+        );
+        assert_eq!(
+            m.apply(&Op::Readdir {
+                who: Who::Root,
+                path: p("s")
+            }),
+            Ok(Value::Names(vec!["f".into()]))
+        );
+        assert_eq!(
+            m.apply(&Op::Stat {
+                who: Who::Root,
+                path: p("t"),
+                follow: true
+            }),
+            Err(Errno::ELOOP)
+        );
+        assert!(m
+            .apply(&Op::Stat {
+                who: Who::Root,
+                path: p("t"),
+                follow: false
+            })
+            .is_ok());
     }
 }

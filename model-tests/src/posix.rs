@@ -26,11 +26,16 @@ pub struct PosixTarget {
     name: String,
     root: PathBuf,
     rootfd: OwnedFd,
-    slots: Vec<Option<OwnedFd>>,
+    /// Open descriptors and who opened them (handle operations run as the opener).
+    slots: Vec<Option<(OwnedFd, Who)>>,
 }
 
 fn errno() -> Errno {
-    Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    Errno(
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
 }
 
 fn check(rc: libc::c_int) -> Result<libc::c_int, Errno> {
@@ -64,8 +69,16 @@ fn as_who<T>(who: Who, f: impl FnOnce() -> T) -> T {
         libc::setfsgid(who.gid());
         libc::setfsuid(who.uid());
         // setfsuid reports the previous value, never an error: read it back.
-        assert_eq!(libc::setfsuid(u32::MAX) as u32, who.uid(), "setfsuid failed (not root?)");
-        assert_eq!(libc::setfsgid(u32::MAX) as u32, who.gid(), "setfsgid failed (not root?)");
+        assert_eq!(
+            libc::setfsuid(u32::MAX) as u32,
+            who.uid(),
+            "setfsuid failed (not root?)"
+        );
+        assert_eq!(
+            libc::setfsgid(u32::MAX) as u32,
+            who.gid(),
+            "setfsgid failed (not root?)"
+        );
     }
     let _restore = Restore;
     f()
@@ -98,7 +111,12 @@ impl PosixTarget {
             check(libc::chown(c.as_ptr(), 0, 0)).expect("chown root dir");
             check(libc::chmod(c.as_ptr(), 0o777)).expect("chmod root dir");
         }
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
         let fd = check(fd).unwrap_or_else(|e| panic!("open {}: {e}", root.display()));
         PosixTarget {
             name: name.to_string(),
@@ -112,8 +130,11 @@ impl PosixTarget {
         self.rootfd.as_raw_fd()
     }
 
-    fn fd(&self, slot: usize) -> Result<RawFd, Errno> {
-        self.slots[slot].as_ref().map(|f| f.as_raw_fd()).ok_or(Errno::EBADF)
+    fn fd(&self, slot: usize) -> Result<(RawFd, Who), Errno> {
+        self.slots[slot]
+            .as_ref()
+            .map(|(f, w)| (f.as_raw_fd(), *w))
+            .ok_or(Errno::EBADF)
     }
 
     /// Closes every open handle (end of a sequence).
@@ -140,18 +161,29 @@ impl PosixTarget {
             f |= libc::O_TRUNC;
         }
         let c = cstr(rel);
-        let fd = as_who(who, || check(unsafe { libc::openat(self.dirfd(), c.as_ptr(), f, mode as libc::c_uint) }))?;
-        self.slots[slot] = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+        let fd = as_who(who, || {
+            check(unsafe { libc::openat(self.dirfd(), c.as_ptr(), f, mode as libc::c_uint) })
+        })?;
+        self.slots[slot] = Some((unsafe { OwnedFd::from_raw_fd(fd) }, who));
         Ok(Value::Done)
     }
 
     fn pwrite(&self, slot: usize, offset: u64, len: u32, seed: u8) -> Outcome {
-        let fd = self.fd(slot)?;
+        let (fd, who) = self.fd(slot)?;
+        as_who(who, || Self::pwrite_fd(fd, offset, len, seed))
+    }
+
+    fn pwrite_fd(fd: RawFd, offset: u64, len: u32, seed: u8) -> Outcome {
         let data = crate::ops::pattern(seed, len as usize);
         let mut done = 0usize;
         loop {
             let n = unsafe {
-                libc::pwrite(fd, data[done..].as_ptr().cast(), data.len() - done, (offset + done as u64) as i64)
+                libc::pwrite(
+                    fd,
+                    data[done..].as_ptr().cast(),
+                    data.len() - done,
+                    (offset + done as u64) as i64,
+                )
             };
             if n < 0 {
                 return Err(errno());
@@ -164,12 +196,21 @@ impl PosixTarget {
     }
 
     fn pread(&self, slot: usize, offset: u64, len: u32) -> Outcome {
-        let fd = self.fd(slot)?;
+        let (fd, who) = self.fd(slot)?;
+        as_who(who, || Self::pread_fd(fd, offset, len))
+    }
+
+    fn pread_fd(fd: RawFd, offset: u64, len: u32) -> Outcome {
         let mut buf = vec![0u8; len as usize];
         let mut done = 0usize;
         while done < buf.len() {
             let n = unsafe {
-                libc::pread(fd, buf[done..].as_mut_ptr().cast(), buf.len() - done, (offset + done as u64) as i64)
+                libc::pread(
+                    fd,
+                    buf[done..].as_mut_ptr().cast(),
+                    buf.len() - done,
+                    (offset + done as u64) as i64,
+                )
             };
             if n < 0 {
                 return Err(errno());
@@ -206,7 +247,9 @@ impl PosixTarget {
                 let e = unsafe { *libc::__errno_location() };
                 break if e == 0 { Ok(()) } else { Err(Errno(e)) };
             }
-            let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_string_lossy().into_owned();
+            let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
             if name != "." && name != ".." {
                 names.push(name);
             }
@@ -220,7 +263,13 @@ impl PosixTarget {
     fn readdir(&self, who: Who, rel: &str) -> Outcome {
         let c = cstr(rel);
         let fd = as_who(who, || {
-            check(unsafe { libc::openat(self.dirfd(), c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })
+            check(unsafe {
+                libc::openat(
+                    self.dirfd(),
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            })
         })?;
         Ok(Value::Names(Self::readdir_fd(fd)?))
     }
@@ -228,7 +277,9 @@ impl PosixTarget {
     fn readlink(&self, rel: &str) -> Result<String, Errno> {
         let c = cstr(rel);
         let mut buf = vec![0u8; 4097];
-        let n = unsafe { libc::readlinkat(self.dirfd(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe {
+            libc::readlinkat(self.dirfd(), c.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
         if n < 0 {
             return Err(errno());
         }
@@ -238,14 +289,26 @@ impl PosixTarget {
 
     fn read_whole(&self, rel: &str) -> Vec<u8> {
         let c = cstr(rel);
-        let fd = unsafe { libc::openat(self.dirfd(), c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW) };
-        let fd = check(fd).unwrap_or_else(|e| panic!("{}: open {rel} for the tree: {e}", self.name));
+        let fd = unsafe {
+            libc::openat(
+                self.dirfd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        };
+        let fd =
+            check(fd).unwrap_or_else(|e| panic!("{}: open {rel} for the tree: {e}", self.name));
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut out = Vec::new();
         let mut buf = vec![0u8; 256 << 10];
         loop {
             let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            assert!(n >= 0, "{}: read {rel} for the tree: {}", self.name, errno());
+            assert!(
+                n >= 0,
+                "{}: read {rel} for the tree: {}",
+                self.name,
+                errno()
+            );
             if n == 0 {
                 return out;
             }
@@ -254,26 +317,49 @@ impl PosixTarget {
     }
 
     fn walk_tree(&self, rel: &str, path: &str, out: &mut Vec<(String, (u64, u64), TreeEntry)>) {
-        let st = self.fstatat(rel, false).unwrap_or_else(|e| panic!("{}: lstat {rel}: {e}", self.name));
+        let st = self
+            .fstatat(rel, false)
+            .unwrap_or_else(|e| panic!("{}: lstat {rel}: {e}", self.name));
         let stat = stat_of(&st);
         let (content, target) = match stat.kind {
             Kind::File => {
                 let data = self.read_whole(rel);
                 (Some((data.len() as u64, fnv64(&data))), None)
             }
-            Kind::Symlink => (None, Some(self.readlink(rel).expect("readlink for the tree"))),
+            Kind::Symlink => (
+                None,
+                Some(self.readlink(rel).expect("readlink for the tree")),
+            ),
             Kind::Dir => (None, None),
         };
-        out.push((path.to_string(), (st.st_dev, st.st_ino), TreeEntry { stat, content, target, same_inode_as: None }));
+        out.push((
+            path.to_string(),
+            (st.st_dev, st.st_ino),
+            TreeEntry {
+                stat,
+                content,
+                target,
+                same_inode_as: None,
+            },
+        ));
         if stat.kind == Kind::Dir {
             let c = cstr(rel);
             let fd = check(unsafe {
-                libc::openat(self.dirfd(), c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+                libc::openat(
+                    self.dirfd(),
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
             })
             .unwrap_or_else(|e| panic!("{}: opendir {rel}: {e}", self.name));
-            let names = Self::readdir_fd(fd).unwrap_or_else(|e| panic!("{}: readdir {rel}: {e}", self.name));
+            let names = Self::readdir_fd(fd)
+                .unwrap_or_else(|e| panic!("{}: readdir {rel}: {e}", self.name));
             for name in names {
-                let child_rel = if rel == "." { name.clone() } else { format!("{rel}/{name}") };
+                let child_rel = if rel == "." {
+                    name.clone()
+                } else {
+                    format!("{rel}/{name}")
+                };
                 self.walk_tree(&child_rel, &join(path, &name), out);
             }
         }
@@ -288,7 +374,14 @@ pub fn stat_of(st: &libc::stat) -> Stat {
         libc::S_IFLNK => Kind::Symlink,
         other => panic!("unexpected file type {other:#o}"),
     };
-    Stat::new(kind, st.st_mode, st.st_nlink as u32, st.st_size as u64, st.st_uid, st.st_gid)
+    Stat::new(
+        kind,
+        st.st_mode,
+        st.st_nlink as u32,
+        st.st_size as u64,
+        st.st_uid,
+        st.st_gid,
+    )
 }
 
 impl Target for PosixTarget {
@@ -302,43 +395,67 @@ impl Target for PosixTarget {
         match op {
             Op::Mkdir { who, path, mode } => {
                 let c = cstr(&path.relative());
-                as_who(*who, || done(unsafe { libc::mkdirat(dirfd, c.as_ptr(), *mode as libc::mode_t) }))
+                as_who(*who, || {
+                    done(unsafe { libc::mkdirat(dirfd, c.as_ptr(), *mode as libc::mode_t) })
+                })
             }
-            Op::Open { who, path, flags, mode, slot } => self.open(*who, &path.relative(), *flags, *mode, *slot),
-            Op::Write { slot, offset, len, seed } => self.pwrite(*slot, *offset, *len, *seed),
+            Op::Open {
+                who,
+                path,
+                flags,
+                mode,
+                slot,
+            } => self.open(*who, &path.relative(), *flags, *mode, *slot),
+            Op::Write {
+                slot,
+                offset,
+                len,
+                seed,
+            } => self.pwrite(*slot, *offset, *len, *seed),
             Op::Read { slot, offset, len } => self.pread(*slot, *offset, *len),
             Op::Ftruncate { slot, size } => {
-                let fd = self.fd(*slot)?;
-                done(unsafe { libc::ftruncate(fd, *size as i64) })
+                let (fd, who) = self.fd(*slot)?;
+                as_who(who, || done(unsafe { libc::ftruncate(fd, *size as i64) }))
             }
             Op::Fsync { slot } => {
-                let fd = self.fd(*slot)?;
-                done(unsafe { libc::fsync(fd) })
+                let (fd, who) = self.fd(*slot)?;
+                as_who(who, || done(unsafe { libc::fsync(fd) }))
             }
             Op::Fstat { slot } => {
-                let fd = self.fd(*slot)?;
+                let (fd, who) = self.fd(*slot)?;
                 let mut st: libc::stat = unsafe { std::mem::zeroed() };
-                check(unsafe { libc::fstat(fd, &mut st) })?;
+                as_who(who, || check(unsafe { libc::fstat(fd, &mut st) }))?;
                 Ok(Value::Stat(stat_of(&st)))
             }
             Op::Close { slot } => {
-                let fd = self.slots[*slot].take().ok_or(Errno::EBADF)?;
-                done(unsafe { libc::close(fd.into_raw_fd()) })
+                let (fd, who) = self.slots[*slot].take().ok_or(Errno::EBADF)?;
+                as_who(who, || done(unsafe { libc::close(fd.into_raw_fd()) }))
             }
             Op::Truncate { who, path, size } => {
                 let abs = self.root.join(path.relative());
                 let c = cstr(abs.to_str().expect("utf-8"));
-                as_who(*who, || done(unsafe { libc::truncate(c.as_ptr(), *size as i64) }))
+                as_who(*who, || {
+                    done(unsafe { libc::truncate(c.as_ptr(), *size as i64) })
+                })
             }
             Op::Unlink { who, path } => {
                 let c = cstr(&path.relative());
-                as_who(*who, || done(unsafe { libc::unlinkat(dirfd, c.as_ptr(), 0) }))
+                as_who(*who, || {
+                    done(unsafe { libc::unlinkat(dirfd, c.as_ptr(), 0) })
+                })
             }
             Op::Rmdir { who, path } => {
                 let c = cstr(&path.relative());
-                as_who(*who, || done(unsafe { libc::unlinkat(dirfd, c.as_ptr(), libc::AT_REMOVEDIR) }))
+                as_who(*who, || {
+                    done(unsafe { libc::unlinkat(dirfd, c.as_ptr(), libc::AT_REMOVEDIR) })
+                })
             }
-            Op::Rename { who, from, to, mode } => {
+            Op::Rename {
+                who,
+                from,
+                to,
+                mode,
+            } => {
                 let (a, b) = (cstr(&from.relative()), cstr(&to.relative()));
                 let flags: libc::c_uint = match mode {
                     RenameMode::Plain => 0,
@@ -346,36 +463,70 @@ impl Target for PosixTarget {
                     RenameMode::Exchange => libc::RENAME_EXCHANGE,
                 };
                 as_who(*who, || {
-                    let rc = unsafe { libc::syscall(libc::SYS_renameat2, dirfd, a.as_ptr(), dirfd, b.as_ptr(), flags) };
+                    let rc = unsafe {
+                        libc::syscall(
+                            libc::SYS_renameat2,
+                            dirfd,
+                            a.as_ptr(),
+                            dirfd,
+                            b.as_ptr(),
+                            flags,
+                        )
+                    };
                     done(rc as libc::c_int)
                 })
             }
             Op::Link { who, from, to } => {
                 let (a, b) = (cstr(&from.relative()), cstr(&to.relative()));
-                as_who(*who, || done(unsafe { libc::linkat(dirfd, a.as_ptr(), dirfd, b.as_ptr(), 0) }))
+                as_who(*who, || {
+                    done(unsafe { libc::linkat(dirfd, a.as_ptr(), dirfd, b.as_ptr(), 0) })
+                })
             }
             Op::Symlink { who, target, path } => {
                 let (t, c) = (cstr(&target.as_target()), cstr(&path.relative()));
-                as_who(*who, || done(unsafe { libc::symlinkat(t.as_ptr(), dirfd, c.as_ptr()) }))
+                as_who(*who, || {
+                    done(unsafe { libc::symlinkat(t.as_ptr(), dirfd, c.as_ptr()) })
+                })
             }
-            Op::Readlink { who, path } => as_who(*who, || self.readlink(&path.relative())).map(Value::Target),
+            Op::Readlink { who, path } => {
+                as_who(*who, || self.readlink(&path.relative())).map(Value::Target)
+            }
             Op::Chmod { who, path, mode } => {
                 let c = cstr(&path.relative());
-                as_who(*who, || done(unsafe { libc::fchmodat(dirfd, c.as_ptr(), *mode as libc::mode_t, 0) }))
+                as_who(*who, || {
+                    done(unsafe { libc::fchmodat(dirfd, c.as_ptr(), *mode as libc::mode_t, 0) })
+                })
             }
-            Op::Chown { who, path, uid, gid, follow } => {
+            Op::Chown {
+                who,
+                path,
+                uid,
+                gid,
+                follow,
+            } => {
                 let c = cstr(&path.relative());
-                let flags = if *follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+                let flags = if *follow {
+                    0
+                } else {
+                    libc::AT_SYMLINK_NOFOLLOW
+                };
                 let (u, g) = (uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX));
-                as_who(*who, || done(unsafe { libc::fchownat(dirfd, c.as_ptr(), u, g, flags) }))
+                as_who(*who, || {
+                    done(unsafe { libc::fchownat(dirfd, c.as_ptr(), u, g, flags) })
+                })
             }
             Op::Stat { who, path, follow } => {
-                as_who(*who, || self.fstatat(&path.relative(), *follow)).map(|st| Value::Stat(stat_of(&st)))
+                as_who(*who, || self.fstatat(&path.relative(), *follow))
+                    .map(|st| Value::Stat(stat_of(&st)))
             }
             Op::Readdir { who, path } => self.readdir(*who, &path.relative()),
             Op::Sync => {
                 let fd = check(unsafe {
-                    libc::openat(dirfd, c".".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    libc::openat(
+                        dirfd,
+                        c".".as_ptr(),
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    )
                 })?;
                 let fd = unsafe { OwnedFd::from_raw_fd(fd) };
                 done(unsafe { libc::syncfs(fd.as_raw_fd()) })

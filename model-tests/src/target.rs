@@ -6,7 +6,8 @@
 //! directory through the kernel ([`crate::posix::PosixTarget`], used for both a local
 //! directory and a ferrofs FUSE mount). [`run_and_compare`] is the harness.
 
-use crate::ops::Op;
+use crate::model::{Model, ModelConfig};
+use crate::ops::{Op, OpGen, Show};
 use ferrofs_core::Errno;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,7 +62,13 @@ pub struct DataSummary<'a>(pub &'a [u8]);
 impl fmt::Display for DataSummary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let head: Vec<u8> = self.0.iter().take(8).copied().collect();
-        write!(f, "len={} hash={:016x} head={:02x?}", self.0.len(), fnv64(self.0), head)
+        write!(
+            f,
+            "len={} hash={:016x} head={:02x?}",
+            self.0.len(),
+            fnv64(self.0),
+            head
+        )
     }
 }
 
@@ -198,29 +205,83 @@ pub struct Mismatch {
     pub report: String,
 }
 
-/// Runs `ops` against `a` and `b`, comparing every outcome and then the final trees.
+/// Runs generated sequences: resolves each operation's selectors against a shadow model
+/// (which only steers the choice of paths and slots; it is not compared), then applies
+/// the concrete operation to the targets. Keeps the concrete history for reports.
+pub struct Runner {
+    shadow: Model,
+    history: Vec<Op>,
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Runner {
+            shadow: Model::new(ModelConfig::default()),
+            history: Vec::new(),
+        }
+    }
+}
+
+impl Runner {
+    /// The concrete form of the next generated operation; records it.
+    pub fn next(&mut self, gen: &OpGen) -> Op {
+        let op = gen.concretize(&self.shadow);
+        let _ = self.shadow.apply(&op);
+        self.history.push(op.clone());
+        op
+    }
+
+    /// The concrete operations so far, one a line.
+    pub fn history(&self) -> String {
+        let mut s = String::from("sequence:\n");
+        for (i, op) in self.history.iter().enumerate() {
+            s.push_str(&format!("  #{i:<3} {}\n", Show(op)));
+        }
+        s
+    }
+}
+
+/// Runs `seq` against `a` and `b`, comparing every outcome and then the final trees.
 /// Returns the first mismatch of outcomes (a sequence diverges after it, so later
 /// differences are noise), or the tree differences.
-pub fn run_and_compare(ops: &[Op], a: &mut dyn Target, b: &mut dyn Target) -> Result<(), Mismatch> {
-    for (i, op) in ops.iter().enumerate() {
-        let x = a.apply(op);
-        let y = b.apply(op);
+pub fn run_and_compare(
+    seq: &[OpGen],
+    a: &mut dyn Target,
+    b: &mut dyn Target,
+) -> Result<(), Mismatch> {
+    let mut runner = Runner::default();
+    for (i, gen) in seq.iter().enumerate() {
+        let op = runner.next(gen);
+        let x = a.apply(&op);
+        let y = b.apply(&op);
         if x != y {
-            return Err(Mismatch {
-                step: Some(i),
-                report: format!(
-                    "op #{i} {op:?}\n    {}: {x:?}\n    {}: {y:?}\n{}",
-                    a.name(),
-                    b.name(),
-                    history(ops, i)
-                ),
-            });
+            return Err(mismatch_at(i, &op, a.name(), &x, b.name(), &y, &runner));
         }
     }
     compare_trees(a, b).map_err(|report| Mismatch {
         step: None,
-        report: format!("final trees differ:\n{report}\n{}", history(ops, ops.len())),
+        report: format!("final trees differ:\n{report}\n{}", runner.history()),
     })
+}
+
+/// The report of outcome `x` of `a` differing from `y` of `b` at step `i`.
+pub fn mismatch_at(
+    i: usize,
+    op: &Op,
+    a: &str,
+    x: &Outcome,
+    b: &str,
+    y: &Outcome,
+    runner: &Runner,
+) -> Mismatch {
+    Mismatch {
+        step: Some(i),
+        report: format!(
+            "op #{i} {}\n    {a}: {x:?}\n    {b}: {y:?}\n{}",
+            Show(op),
+            runner.history()
+        ),
+    }
 }
 
 /// Compares the trees of two targets; the error is a readable report.
@@ -231,15 +292,80 @@ pub fn compare_trees(a: &mut dyn Target, b: &mut dyn Target) -> Result<(), Strin
     if diff.is_empty() {
         Ok(())
     } else {
-        Err(format!("  {}\n{} tree:\n{ta:?}", diff.join("\n  "), a.name()))
+        Err(format!(
+            "  {}\n{} tree:\n{ta:?}",
+            diff.join("\n  "),
+            a.name()
+        ))
     }
 }
 
-/// The ops up to and including `upto`, one a line, for failure reports.
-pub fn history(ops: &[Op], upto: usize) -> String {
-    let mut s = String::from("sequence:\n");
-    for (i, op) in ops.iter().enumerate().take(upto + 1) {
-        s.push_str(&format!("  #{i:<3} {op:?}\n"));
+/// The result of [`run_differential`].
+pub struct Differential {
+    /// The first disagreement of the subject with the oracle (outcomes or final trees).
+    pub subject: Result<(), Mismatch>,
+    /// The first disagreement of the side target with the oracle, if any. The side
+    /// target stops being run after it (its state has diverged).
+    pub side: Option<Mismatch>,
+}
+
+/// Runs `seq` against an oracle, a subject that must agree with it, and a side target
+/// whose disagreements are only collected (the model, when Linux is the oracle).
+pub fn run_differential(
+    seq: &[OpGen],
+    oracle: &mut dyn Target,
+    subject: &mut dyn Target,
+    side: &mut dyn Target,
+) -> Differential {
+    let mut runner = Runner::default();
+    let mut side_mismatch = None;
+    for (i, gen) in seq.iter().enumerate() {
+        let op = runner.next(gen);
+        let x = oracle.apply(&op);
+        let y = subject.apply(&op);
+        if side_mismatch.is_none() {
+            let z = side.apply(&op);
+            if z != x {
+                side_mismatch = Some(mismatch_at(
+                    i,
+                    &op,
+                    oracle.name(),
+                    &x,
+                    side.name(),
+                    &z,
+                    &runner,
+                ));
+            }
+        }
+        if x != y {
+            return Differential {
+                subject: Err(mismatch_at(
+                    i,
+                    &op,
+                    oracle.name(),
+                    &x,
+                    subject.name(),
+                    &y,
+                    &runner,
+                )),
+                side: side_mismatch,
+            };
+        }
     }
-    s
+    if side_mismatch.is_none() {
+        if let Err(report) = compare_trees(oracle, side) {
+            side_mismatch = Some(Mismatch {
+                step: None,
+                report: format!("final trees differ:\n{report}\n{}", runner.history()),
+            });
+        }
+    }
+    let subject = compare_trees(oracle, subject).map_err(|report| Mismatch {
+        step: None,
+        report: format!("final trees differ:\n{report}\n{}", runner.history()),
+    });
+    Differential {
+        subject,
+        side: side_mismatch,
+    }
 }

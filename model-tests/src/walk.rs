@@ -7,7 +7,8 @@
 //! in the middle of a path are always followed, a final one only when asked; a relative
 //! target resolves from the directory holding the link; at most 40 links are followed
 //! in one resolution (`MAXSYMLINKS`), then ELOOP; a missing component gives ENOENT and a
-//! non-directory one that has to be searched ENOTDIR.
+//! non-directory one that has to be searched ENOTDIR. `fs.protected_symlinks` applies
+//! only to links that end the path (`WALK_TRAILING`), and is left to the namespace.
 
 use crate::ops::Who;
 use crate::target::Kind;
@@ -21,9 +22,25 @@ pub trait Namespace {
     type Id: Copy + Eq + std::fmt::Debug;
     /// Looks `name` up in directory `dir` as `who`: EACCES without search permission on
     /// `dir`, `Ok(None)` if there is no such entry.
-    fn lookup(&mut self, who: Who, dir: Self::Id, name: &str) -> Result<Option<(Self::Id, Kind)>, Errno>;
+    fn lookup(
+        &mut self,
+        who: Who,
+        dir: Self::Id,
+        name: &str,
+    ) -> Result<Option<(Self::Id, Kind)>, Errno>;
     /// The target of symlink `id`.
     fn readlink(&mut self, id: Self::Id) -> Result<String, Errno>;
+    /// `may_follow_link`: whether `who` may follow `link`, found in `dir` as the final
+    /// component of a path (kernel policy, `fs.protected_symlinks`; allowed by default).
+    fn may_follow_trailing(
+        &mut self,
+        who: Who,
+        dir: Self::Id,
+        link: Self::Id,
+    ) -> Result<(), Errno> {
+        let _ = (who, dir, link);
+        Ok(())
+    }
 }
 
 /// The end of a walk: the directory holding the last component, its name, and what
@@ -45,11 +62,15 @@ pub fn resolve<N: Namespace>(
     follow_last: bool,
 ) -> Result<Walked<N::Id>, Errno> {
     if comps.is_empty() {
-        return Ok(Walked { parent: root, name: ".".into(), found: Some((root, Kind::Dir)) });
+        return Ok(Walked {
+            parent: root,
+            name: ".".into(),
+            found: Some((root, Kind::Dir)),
+        });
     }
     let mut links = 0;
     let owned: Vec<String> = comps.iter().map(|s| s.to_string()).collect();
-    walk(ns, who, root, &owned, follow_last, &mut links)
+    walk(ns, who, root, &owned, follow_last, true, &mut links)
 }
 
 fn walk<N: Namespace>(
@@ -58,6 +79,7 @@ fn walk<N: Namespace>(
     start: N::Id,
     comps: &[String],
     follow_last: bool,
+    trailing: bool,
     links: &mut u32,
 ) -> Result<Walked<N::Id>, Errno> {
     let mut dir = start;
@@ -66,17 +88,23 @@ fn walk<N: Namespace>(
         let last = i + 1 == comps.len();
         if last {
             if let (true, Some((id, Kind::Symlink))) = (follow_last, found) {
-                let target = follow(ns, id, links)?;
-                return walk(ns, who, dir, &target, true, links);
+                // The body of a link that ends a path is walked like a new path: its
+                // own last component ends it too ("trailing").
+                let target = follow(ns, id, links, trailing.then_some((who, dir)))?;
+                return walk(ns, who, dir, &target, true, trailing, links);
             }
-            return Ok(Walked { parent: dir, name: name.clone(), found });
+            return Ok(Walked {
+                parent: dir,
+                name: name.clone(),
+                found,
+            });
         }
         dir = match found {
             None => return Err(Errno::ENOENT),
             Some((id, Kind::Dir)) => id,
             Some((id, Kind::Symlink)) => {
-                let target = follow(ns, id, links)?;
-                match walk(ns, who, dir, &target, true, links)?.found {
+                let target = follow(ns, id, links, None)?;
+                match walk(ns, who, dir, &target, true, false, links)?.found {
                     None => return Err(Errno::ENOENT),
                     Some((id, Kind::Dir)) => id,
                     Some(_) => return Err(Errno::ENOTDIR),
@@ -88,15 +116,29 @@ fn walk<N: Namespace>(
     unreachable!("walk of an empty path")
 }
 
-fn follow<N: Namespace>(ns: &mut N, link: N::Id, links: &mut u32) -> Result<Vec<String>, Errno> {
+/// Counts a link against [`MAX_SYMLINKS`], checks `may_follow_link` for a trailing one
+/// (`trailing`: who follows it, and the directory holding it), and reads it.
+fn follow<N: Namespace>(
+    ns: &mut N,
+    link: N::Id,
+    links: &mut u32,
+    trailing: Option<(Who, N::Id)>,
+) -> Result<Vec<String>, Errno> {
     if *links >= MAX_SYMLINKS {
         return Err(Errno::ELOOP);
     }
     *links += 1;
+    if let Some((who, dir)) = trailing {
+        ns.may_follow_trailing(who, dir, link)?;
+    }
     let target = ns.readlink(link)?;
     // The generator makes only relative targets without `.` or `..`; an empty
     // component (from `a//b`) is skipped as the kernel does.
-    let comps: Vec<String> = target.split('/').filter(|c| !c.is_empty()).map(String::from).collect();
+    let comps: Vec<String> = target
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect();
     if comps.is_empty() {
         return Err(Errno::ENOENT);
     }
