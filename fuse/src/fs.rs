@@ -486,6 +486,20 @@ impl Filesystem for FerroFs {
         }
     }
 
+    fn releasedir(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs.releasedir(ino(i)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
     fn fsyncdir(
         &self,
         _req: &Request,

@@ -46,8 +46,11 @@ impl Meta {
     }
 
     /// Opens a directory for listing (ENOTDIR, EACCES without read permission).
+    /// The handle is counted like a file's: a directory removed while open stays (with
+    /// no links) until its last `release`.
     pub fn opendir(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<Attr> {
-        kv::read(&**self.kv(), |t| {
+        let mut opens = lock(&self.opens);
+        let attr = kv::read(&**self.kv(), |t| {
             let a = load(t, ino)?.attr;
             if a.kind != FileType::Directory {
                 return Err(Errno::ENOTDIR);
@@ -57,7 +60,9 @@ impl Meta {
             }
             check(ctx, &a, R_OK)?;
             Ok(a)
-        })
+        })?;
+        *opens.entry(ino).or_insert(0) += 1;
+        Ok(attr)
     }
 
     /// Closes one handle of `ino`. The last close of an inode with no links left

@@ -1,8 +1,9 @@
 //! Removing names: unlink and rmdir.
 
 use super::data::{delete_inode, drop_link};
+use super::keys;
 use super::perm::{check, check_name, sticky_ok, W_OK, X_OK};
-use super::store::{dir_is_empty, get_entry, load, load_dir, remove_entry, touch_dir};
+use super::store::{dir_is_empty, get_entry, load, load_dir, remove_entry, store, touch_dir};
 use super::{lock, Meta};
 use crate::errno::{Errno, Result};
 use crate::kv;
@@ -45,11 +46,13 @@ impl Meta {
             b".." => return Err(Errno::ENOTEMPTY),
             _ => {}
         }
+        let opens = lock(&self.opens);
+        let session = self.session_id();
         kv::txn(&**self.kv(), |t| {
             let p = load_dir(t, parent)?;
             check(ctx, &p.attr, X_OK)?;
             let e = get_entry(t, parent, name)?.ok_or(Errno::ENOENT)?;
-            let n = load(t, e.ino)?;
+            let mut n = load(t, e.ino)?;
             check(ctx, &p.attr, W_OK | X_OK)?;
             if !sticky_ok(ctx, &p.attr, &n.attr) {
                 return Err(Errno::EPERM);
@@ -65,7 +68,17 @@ impl Meta {
             }
             remove_entry(t, parent, name, &e);
             touch_dir(t, parent, -1, now)?;
-            delete_inode(t, &n)
+            if opens.get(&e.ino).copied().unwrap_or(0) > 0 {
+                // Still open (a process's cwd or an open handle): keep it, unlinked,
+                // until the last release, as for files.
+                n.attr.nlink = 0;
+                n.attr.ctime = now;
+                store(t, &n);
+                t.set(&keys::unlinked(e.ino), &session.to_be_bytes());
+                Ok(())
+            } else {
+                delete_inode(t, &n)
+            }
         })
     }
 }

@@ -122,16 +122,21 @@ fn check_rename(
     check(ctx, &np.attr, X_OK)?;
     let src_e = get_entry(t, at.parent, at.name)?.ok_or(Errno::ENOENT)?;
     let src = load(t, src_e.ino)?;
-    if src.is_dir() && is_ancestor(t, src.ino(), at.new_parent)? {
-        return Err(Errno::EINVAL);
-    }
     let dst = match get_entry(t, at.new_parent, at.new_name)? {
         Some(e) => Some((e, load(t, e.ino)?)),
         None => None,
     };
+    // Linux's order: the target's existence (NOREPLACE, EXCHANGE) is judged before
+    // the source-is-an-ancestor-of-the-target check.
     match &dst {
         None if flags.exchange => return Err(Errno::ENOENT),
         Some(_) if flags.noreplace => return Err(Errno::EEXIST),
+        _ => {}
+    }
+    if src.is_dir() && is_ancestor(t, src.ino(), at.new_parent)? {
+        return Err(Errno::EINVAL);
+    }
+    match &dst {
         Some((_, d)) if d.is_dir() && is_ancestor(t, d.ino(), at.parent)? => {
             return Err(if flags.exchange {
                 Errno::EINVAL

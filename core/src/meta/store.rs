@@ -31,6 +31,10 @@ pub fn load_dir(t: &mut dyn Txn, ino: Ino) -> Result<Inode> {
     if !n.is_dir() {
         return Err(Errno::ENOTDIR);
     }
+    if n.attr.nlink == 0 {
+        // Removed while open: nothing can be looked up or created in it.
+        return Err(Errno::ENOENT);
+    }
     Ok(n)
 }
 

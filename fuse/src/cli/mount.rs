@@ -92,6 +92,10 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         MountOption::Subtype("ferrofs".into()),
         MountOption::RW,
         MountOption::NoAtime,
+        // The core checks permissions on every operation too, but only the kernel can
+        // check them on its cached names (a cached lookup never reaches us) and apply
+        // fs.protected_* policies and its own errno order; so let it check first.
+        MountOption::DefaultPermissions,
     ];
     if is_root {
         fuse_config

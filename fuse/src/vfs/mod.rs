@@ -262,8 +262,14 @@ impl Vfs {
         flushed
     }
 
+    /// Opens a directory; it is counted as open until [`Vfs::releasedir`], so removing
+    /// it meanwhile keeps it (unlinked) as Linux does.
     pub fn opendir(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<()> {
         self.meta.opendir(ctx, ino, flags).map(|_| ())
+    }
+
+    pub fn releasedir(&self, ino: Ino) -> Result<()> {
+        self.meta.release(ino)
     }
 
     pub fn readdir(

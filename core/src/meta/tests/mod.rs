@@ -197,7 +197,11 @@ pub fn check_invariants(kv: &MemKv) {
     }
     let mut used = 0;
     for (ino, n) in &inodes {
-        if n.is_dir() {
+        if n.is_dir() && unlinked.contains(ino) {
+            // Removed while open: no links, no entries, kept until the last release.
+            assert_eq!(n.attr.nlink, 0, "nlink of removed open dir {ino:?}");
+            assert_eq!(links.get(ino), None, "removed dir {ino:?} still linked");
+        } else if n.is_dir() {
             let want = 2 + subdirs.get(ino).copied().unwrap_or(0);
             assert_eq!(n.attr.nlink, want, "nlink of dir {ino:?}");
             if *ino != Ino::ROOT {
