@@ -213,3 +213,38 @@ fn is_mounted(p: &std::path::Path) -> bool {
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap()))
 }
+
+#[test]
+fn damaged_objects_are_eio_never_wrong_bytes() {
+    let mut v = Volume::new();
+    v.format();
+    v.mount();
+    let data = pattern(200_000, 5);
+    std::fs::write(v.path("f"), &data).unwrap();
+    v.umount();
+    // Flip one byte in the data of the first block object, truncate the second.
+    let list = sh(&v.data, "find . -type f -path './chunks/*' | sort");
+    let objects: Vec<String> = stdout(&list).lines().map(str::to_string).collect();
+    assert_eq!(objects.len(), 4, "200000 bytes at 64K blocks: {objects:?}");
+    let first = v.data.join(&objects[0]);
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[1000] ^= 0x40;
+    std::fs::write(&first, &bytes).unwrap();
+    let second = v.data.join(&objects[1]);
+    let bytes = std::fs::read(&second).unwrap();
+    std::fs::write(&second, &bytes[..bytes.len() - 10]).unwrap();
+    v.mount();
+    let mut f = std::fs::File::open(v.path("f")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let err = f.read_exact(&mut buf).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "corrupt block: {err}");
+    f.seek(SeekFrom::Start(70_000)).unwrap();
+    let err = f.read_exact(&mut buf).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "truncated block: {err}");
+    // Undamaged blocks still read.
+    f.seek(SeekFrom::Start(140_000)).unwrap();
+    f.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, data[140_000..144_096]);
+    drop(f);
+    v.umount();
+}

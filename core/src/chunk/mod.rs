@@ -4,6 +4,7 @@
 
 pub mod compact;
 pub mod read;
+pub mod block;
 pub mod slice;
 pub mod write_buffer;
 

@@ -3,8 +3,9 @@
 
 use super::handles::OpenFile;
 use super::Vfs;
+use ferrofs_core::chunk::block::{encode_block, plan_block_read, verify_block_read};
 use ferrofs_core::chunk::{
-    blocks_of_slice, compaction_plan, read_plan, ReadPiece, SliceRef, WriteBuffer,
+    blocks_of_slice, compaction_plan, read_plan, BlockKey, ReadPiece, SliceRef, WriteBuffer,
 };
 use ferrofs_core::meta::COMPACT_THRESHOLD;
 use ferrofs_core::{
@@ -166,28 +167,39 @@ fn read_pieces(
         match piece {
             ReadPiece::Zero { len } => out.resize(out.len() + len as usize, 0),
             ReadPiece::Block { key, offset, len } => {
-                let name = key.object_name();
-                let bytes = vfs
-                    .store
-                    .get(&name, offset as u64, Some(len as u64))
-                    .map_err(|e| {
-                        tracing::error!(object = %name, "read failed: {e}");
-                        Errno::EIO
-                    })?;
-                if bytes.len() != len as usize {
-                    tracing::error!(
-                        object = %name,
-                        want = len,
-                        got = bytes.len(),
-                        "object is shorter than its metadata says"
-                    );
-                    return Err(Errno::EIO);
-                }
-                out.extend_from_slice(&bytes);
+                out.extend_from_slice(&read_block_range(vfs, &key, offset, len)?);
             }
         }
     }
     Ok(())
+}
+
+/// Reads bytes `[offset, offset+len)` of a block object and verifies them against the
+/// object's checksums: a damaged or truncated object is an EIO naming the object.
+fn read_block_range(vfs: &Vfs, key: &BlockKey, offset: u32, len: u32) -> Result<Vec<u8>> {
+    let name = key.object_name();
+    let fail = |what: &dyn std::fmt::Display| {
+        tracing::error!(object = %name, "read failed: {what}");
+        Errno::EIO
+    };
+    let plan = plan_block_read(key.len, offset, len);
+    let get = |range: &std::ops::Range<u64>| {
+        vfs.store
+            .get(&name, range.start, Some(range.end - range.start))
+            .map_err(|e| fail(&e))
+    };
+    // One request when the checksums follow the data closely, else two.
+    let (data, checksums) = if plan.contiguous_within(256 << 10) {
+        let all = get(&(plan.data.start..plan.checksums.end))?;
+        let split = ((plan.checksums.start - plan.data.start) as usize).min(all.len());
+        let (d, c) = all.split_at(split);
+        (d.to_vec(), c.to_vec())
+    } else {
+        (get(&plan.data)?, get(&plan.checksums)?)
+    };
+    verify_block_read(&plan, offset, len, &data, &checksums)
+        .map(|b| b.to_vec())
+        .map_err(|e| fail(&e))
 }
 
 /// Uploads `data` as a new slice and commits it at `pos` of chunk `idx`. Returns the
@@ -208,25 +220,32 @@ fn commit_slice(
 }
 
 /// Writes the block objects of a slice, several in parallel.
+///
+/// With `max_uploads == 1`, or a single block, the puts run inline on the caller's
+/// thread: no thread is spawned, which the simulator relies on (it schedules every
+/// store call of a client on that client's thread).
 fn upload_slice(vfs: &Vfs, id: SliceId, data: &[u8]) -> Result<()> {
     let block_size = vfs.meta.format_info().block_size;
     let blocks = blocks_of_slice(id, data.len() as u32, block_size);
+    let put = |key: &BlockKey| {
+        let start = key.index as usize * block_size as usize;
+        let name = key.object_name();
+        vfs.store
+            .put(&name, &encode_block(&data[start..start + key.len as usize]))
+            .map_err(|e| {
+                tracing::error!(object = %name, "upload failed: {e}");
+                Errno::EIO
+            })
+    };
     let parallel = vfs.config.max_uploads.max(1);
+    if parallel == 1 || blocks.len() <= 1 {
+        return blocks.iter().try_for_each(put);
+    }
     for group in blocks.chunks(parallel) {
         let results: Vec<Result<()>> = std::thread::scope(|s| {
             let tasks: Vec<_> = group
                 .iter()
-                .map(|key| {
-                    let start = key.index as usize * block_size as usize;
-                    let bytes = &data[start..start + key.len as usize];
-                    s.spawn(move || {
-                        let name = key.object_name();
-                        vfs.store.put(&name, bytes).map_err(|e| {
-                            tracing::error!(object = %name, "upload failed: {e}");
-                            Errno::EIO
-                        })
-                    })
-                })
+                .map(|key| s.spawn(|| put(key)))
                 .collect();
             tasks
                 .into_iter()
