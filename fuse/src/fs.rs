@@ -268,17 +268,17 @@ impl Filesystem for FerroFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.vfs.unlink(&ctx(req), ino(parent), name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(
+            reply,
+            self.vfs.unlink(&ctx(req), ino(parent), name.as_bytes()),
+        )
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.vfs.rmdir(&ctx(req), ino(parent), name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(
+            reply,
+            self.vfs.rmdir(&ctx(req), ino(parent), name.as_bytes()),
+        )
     }
 
     fn symlink(
@@ -319,10 +319,7 @@ impl Filesystem for FerroFs {
             newname.as_bytes(),
             flags,
         );
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, r)
     }
 
     fn link(
@@ -389,10 +386,7 @@ impl Filesystem for FerroFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.vfs.flush(Fh(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.vfs.flush(Fh(fh.0)))
     }
 
     fn release(
@@ -405,10 +399,7 @@ impl Filesystem for FerroFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.vfs.release(Fh(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.vfs.release(Fh(fh.0)))
     }
 
     fn fsync(
@@ -419,10 +410,7 @@ impl Filesystem for FerroFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.vfs.fsync(Fh(fh.0)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.vfs.fsync(Fh(fh.0)))
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -494,10 +482,7 @@ impl Filesystem for FerroFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        match self.vfs.releasedir(ino(i)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.vfs.releasedir(ino(i)))
     }
 
     fn fsyncdir(
@@ -508,10 +493,7 @@ impl Filesystem for FerroFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.vfs.meta().sync() {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, self.vfs.meta().sync())
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -552,13 +534,11 @@ impl Filesystem for FerroFs {
             libc::XATTR_REPLACE => XattrMode::Replace,
             _ => return reply.error(fuser::Errno::EINVAL),
         };
-        match self
-            .vfs
-            .setxattr(&ctx(req), ino(i), name.as_bytes(), value, mode)
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(
+            reply,
+            self.vfs
+                .setxattr(&ctx(req), ino(i), name.as_bytes(), value, mode),
+        )
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -583,17 +563,17 @@ impl Filesystem for FerroFs {
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.vfs.removexattr(&ctx(req), ino(i), name.as_bytes()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(
+            reply,
+            self.vfs.removexattr(&ctx(req), ino(i), name.as_bytes()),
+        )
     }
 
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.vfs.access(&ctx(req), ino(i), mask.bits() as u32) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(
+            reply,
+            self.vfs.access(&ctx(req), ino(i), mask.bits() as u32),
+        )
     }
 
     fn create(
@@ -654,10 +634,14 @@ impl Filesystem for FerroFs {
                 .setattr(&ctx(req), ino(i), &set, Some(Fh(fh.0)))
                 .map(|_| ())
         });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        reply_empty(reply, r)
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, r: ferrofs_core::Result<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
     }
 }
 
