@@ -18,10 +18,17 @@ pub struct Format {
     /// Volume name: 3..=63 characters of `[a-z0-9-]`.
     pub name: String,
     pub uuid: String,
-    /// Object store kind: `"file"` (local directory) now, `"s3"` later.
+    /// Object store kind: `"file"` (local directory) or `"s3"`.
     pub storage: String,
     /// Bucket or directory of the object store.
     pub bucket: String,
+    /// Object store access key, if the volume stores one (else the environment's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
+    /// Object store secret key, if the volume stores one. Never shown: see
+    /// [`Format::redacted`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
     /// Size of block objects in bytes: a power of two in 64 KiB..=16 MiB.
     pub block_size: u32,
     /// Capacity in bytes; 0 means unlimited.
@@ -39,11 +46,22 @@ impl Format {
             uuid: uuid.to_string(),
             storage: "file".to_string(),
             bucket: String::new(),
+            access_key: None,
+            secret_key: None,
             block_size: DEFAULT_BLOCK_SIZE,
             capacity: 0,
             inodes: 0,
             version: FORMAT_VERSION,
         }
+    }
+
+    /// The settings as shown to people: the secret key replaced by `"removed"`.
+    pub fn redacted(&self) -> Format {
+        let mut f = self.clone();
+        if f.secret_key.is_some() {
+            f.secret_key = Some("removed".to_string());
+        }
+        f
     }
 
     /// The JSON stored under the `setting` key.

@@ -16,6 +16,8 @@ pub fn run(a: FormatArgs) -> CliResult {
         uuid: new_uuid(),
         storage: a.storage.clone(),
         bucket: a.bucket.clone(),
+        access_key: None,
+        secret_key: None,
         block_size,
         capacity: a.capacity,
         inodes: a.inodes,

@@ -41,7 +41,7 @@ pub fn status_json(meta: &Meta) -> Result<String, String> {
         })
         .collect();
     let format: serde_json::Value =
-        serde_json::from_str(&meta.format_info().to_json()).unwrap_or_default();
+        serde_json::from_str(&meta.format_info().redacted().to_json()).unwrap_or_default();
     let out = serde_json::json!({
         "setting": format,
         "usage": {
