@@ -5,6 +5,7 @@
 mod format;
 mod mount;
 pub mod mountinfo;
+mod objbench;
 mod status;
 mod umount;
 
@@ -40,6 +41,41 @@ pub enum Command {
     Umount(UmountArgs),
     /// Show a volume's settings, usage and client sessions.
     Status(StatusArgs),
+    /// Measure an object store on its own: put, get and delete throughput and latency.
+    Objbench(ObjbenchArgs),
+}
+
+/// Object store credentials, for stores that need them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StoreArgs {
+    /// Access key of the object store (default: AWS_ACCESS_KEY_ID).
+    #[arg(long, value_name = "KEY")]
+    pub access_key: Option<String>,
+    /// Secret key of the object store (default: AWS_SECRET_ACCESS_KEY).
+    #[arg(long, value_name = "KEY")]
+    pub secret_key: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ObjbenchArgs {
+    /// Object storage type: file or memory.
+    #[arg(long, default_value = "file")]
+    pub storage: String,
+    /// The bucket (for --storage file, a directory) to measure; objects are written
+    /// under ferrofs-objbench/ and deleted afterwards.
+    #[arg(long, value_name = "BUCKET")]
+    pub bucket: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Size of each object.
+    #[arg(long, default_value = "4M", value_parser = parse_size, value_name = "SIZE")]
+    pub block_size: u64,
+    /// Number of objects.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub count: usize,
+    /// Requests in flight at once.
+    #[arg(short = 'p', long = "threads", default_value_t = 4, value_name = "N")]
+    pub threads: usize,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +175,7 @@ pub fn main() -> i32 {
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => umount::run(a),
         Command::Status(a) => status::run(a),
+        Command::Objbench(a) => objbench::run(a),
     };
     match result {
         Ok(()) => 0,
@@ -164,6 +201,21 @@ fn init_logging(level: &str) {
 
 /// Errors of the command line are plain messages for people.
 pub type CliResult = Result<(), String>;
+
+/// Opens an object store named on the command line.
+fn open_object_store(
+    storage: &str,
+    bucket: &str,
+    keys: &StoreArgs,
+    create: bool,
+) -> Result<std::sync::Arc<dyn ferrofs_s3_backend::ObjectStore>, String> {
+    if storage != "s3" && (keys.access_key.is_some() || keys.secret_key.is_some()) {
+        return Err(format!(
+            "--access-key/--secret-key apply to --storage s3 only, not {storage}"
+        ));
+    }
+    ferrofs_s3_backend::open_store(storage, bucket, create).map_err(|e| e.to_string())
+}
 
 /// Opens the metadata engine of a formatted volume, with messages that say what to do.
 fn open_meta(url: &str) -> Result<ferrofs_core::meta::Meta, String> {
