@@ -240,7 +240,11 @@ fn damaged_objects_are_eio_never_wrong_bytes() {
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "corrupt block: {err}");
     f.seek(SeekFrom::Start(70_000)).unwrap();
     let err = f.read_exact(&mut buf).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EIO), "truncated block: {err}");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EIO),
+        "truncated block: {err}"
+    );
     // Undamaged blocks still read.
     f.seek(SeekFrom::Start(140_000)).unwrap();
     f.read_exact(&mut buf).unwrap();

@@ -128,9 +128,7 @@ pub fn verify_block_read<'a>(
 
 fn verify(data: &[u8], crcs: &[u8], first_segment: u32) -> Result<(), BlockError> {
     for (i, seg) in data.chunks(SEGMENT as usize).enumerate() {
-        let want = crcs
-            .get(4 * i..4 * i + 4)
-            .ok_or(BlockError::Truncated)?;
+        let want = crcs.get(4 * i..4 * i + 4).ok_or(BlockError::Truncated)?;
         if crc32c::crc32c(seg).to_le_bytes() != want {
             return Err(BlockError::Checksum {
                 segment: first_segment + i as u32,

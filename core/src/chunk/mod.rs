@@ -2,9 +2,9 @@
 //! slice records (one per flushed write, newest wins); each slice is stored as block
 //! objects of the volume's block size.
 
+pub mod block;
 pub mod compact;
 pub mod read;
-pub mod block;
 pub mod slice;
 pub mod write_buffer;
 

@@ -6,10 +6,12 @@
 //! and the readdir cookies are those of ARCHITECTURE.md.
 //!
 //! Modules: [`keys`] (key layout), [`attr_codec`] (value encodings), [`perm`]
-//! (permission rules and name checks), `store` (transaction helpers), `ids` (counters
-//! and id batches), and one module per group of operations.
+//! (permission rules and name checks), [`check`] (the invariant checker over a whole
+//! keyspace), `store` (transaction helpers), `ids` (counters and id batches), and one
+//! module per group of operations.
 
 pub mod attr_codec;
+pub mod check;
 pub mod keys;
 pub mod perm;
 

@@ -12,6 +12,7 @@ use ferrofs_core::{
     Attr, ChunkIndex, Ctx, Errno, Ino, Result, SetAttr, SliceId, Timespec, CHUNK_SIZE,
     FILE_SIZE_MAX,
 };
+use ferrofs_s3_backend::StoreError;
 use std::sync::atomic::Ordering;
 
 /// What an open inode holds beyond its committed metadata.
@@ -147,14 +148,53 @@ fn read_range(vfs: &Vfs, ino: Ino, offset: u64, end: u64) -> Result<Vec<u8>> {
         let idx = ChunkIndex((pos / CHUNK_SIZE) as u32);
         let in_chunk = (pos % CHUNK_SIZE) as u32;
         let n = (end - pos).min(CHUNK_SIZE - in_chunk as u64) as u32;
-        let slices = vfs.meta.read_chunk(ino, idx)?;
-        read_pieces(vfs, &slices, in_chunk, n, &mut out)?;
+        read_chunk_range(vfs, ino, idx, in_chunk, n, &mut out)?;
         pos += n as u64;
     }
     Ok(out)
 }
 
-/// Appends chunk bytes `[start, start+len)` described by `slices` to `out`.
+/// Appends bytes `[start, start+len)` of chunk `idx` to `out`. A reader plans from the
+/// slice list it read; if meanwhile the file was rewritten, truncated or compacted and gc
+/// deleted the objects it planned to read, the list has changed: read again with the new
+/// list. Only an object missing under an unchanged list is damage (EIO).
+fn read_chunk_range(
+    vfs: &Vfs,
+    ino: Ino,
+    idx: ChunkIndex,
+    start: u32,
+    len: u32,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    const ATTEMPTS: usize = 8;
+    let mut slices = vfs.meta.read_chunk(ino, idx)?;
+    for _ in 0..ATTEMPTS {
+        let mut bytes = Vec::with_capacity(len as usize);
+        match read_pieces(vfs, &slices, start, len, &mut bytes) {
+            Ok(()) => {
+                out.extend_from_slice(&bytes);
+                return Ok(());
+            }
+            Err(Errno::ENOENT) => {
+                let current = vfs.meta.read_chunk(ino, idx)?;
+                if current == slices {
+                    break;
+                }
+                slices = current;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tracing::error!(
+        ino = ino.0,
+        chunk = idx.0,
+        "an object the metadata refers to is missing from the object store"
+    );
+    Err(Errno::EIO)
+}
+
+/// Appends chunk bytes `[start, start+len)` described by `slices` to `out`. A missing
+/// object is ENOENT (the caller decides whether that is damage).
 fn read_pieces(
     vfs: &Vfs,
     slices: &[SliceRef],
@@ -186,7 +226,10 @@ fn read_block_range(vfs: &Vfs, key: &BlockKey, offset: u32, len: u32) -> Result<
     let get = |range: &std::ops::Range<u64>| {
         vfs.store
             .get(&name, range.start, Some(range.end - range.start))
-            .map_err(|e| fail(&e))
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => Errno::ENOENT,
+                e => fail(&e),
+            })
     };
     // One request when the checksums follow the data closely, else two.
     let (data, checksums) = if plan.contiguous_within(256 << 10) {
@@ -243,10 +286,7 @@ fn upload_slice(vfs: &Vfs, id: SliceId, data: &[u8]) -> Result<()> {
     }
     for group in blocks.chunks(parallel) {
         let results: Vec<Result<()>> = std::thread::scope(|s| {
-            let tasks: Vec<_> = group
-                .iter()
-                .map(|key| s.spawn(|| put(key)))
-                .collect();
+            let tasks: Vec<_> = group.iter().map(|key| s.spawn(|| put(key))).collect();
             tasks
                 .into_iter()
                 .map(|t| t.join().unwrap_or(Err(Errno::EIO)))
@@ -285,6 +325,13 @@ fn compact(vfs: &Vfs, ino: Ino, idx: ChunkIndex) -> Result<()> {
 /// Deletes the objects of slices in the gc queue, then their queue entries.
 pub(super) fn collect_garbage(vfs: &Vfs, limit: usize) -> Result<usize> {
     let pending = vfs.meta.gc_pending(limit)?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    // The transactions that queued these slices (an unlink, a truncate, a compaction)
+    // must be durable before their objects go: if the metadata engine lost them in a
+    // crash, the slices would be referenced again, with their objects deleted.
+    vfs.meta.sync()?;
     let block_size = vfs.meta.format_info().block_size;
     let mut done = Vec::with_capacity(pending.len());
     for (id, size) in pending {

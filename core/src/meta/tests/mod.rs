@@ -12,11 +12,9 @@ mod remove;
 mod rename;
 mod xattr;
 
-use super::attr_codec::{decode_entry, decode_inode, decode_u64};
 use super::keys;
 use super::perm::{R_OK, W_OK, X_OK};
 use super::Meta;
-use crate::chunk::decode_slices;
 use crate::format::Format;
 use crate::kv::MemKv;
 use crate::types::*;
@@ -125,115 +123,21 @@ impl Fx {
     }
 }
 
-/// Every entry points to a live inode of its type, `D` and `E` keys match, next_seq
-/// exceeds every cookie, directory nlink = 2 + subdirectories, file nlink = number of
-/// names, nlink 0 only with a `U` key, directories' parent fields match their entry,
-/// counters match, no queued slice is referenced by a chunk.
+/// Checks the invariants of ARCHITECTURE.md over the whole keyspace
+/// ([`crate::meta::check`]) and panics listing every violation.
 pub fn check_invariants(kv: &MemKv) {
-    let dump: BTreeMap<Vec<u8>, Vec<u8>> = kv.dump().into_iter().collect();
-    let mut inodes = BTreeMap::new();
-    let mut entries = Vec::new();
-    let mut index = BTreeMap::new();
-    let mut chunk_slices = BTreeSet::new();
-    let mut gc = BTreeSet::new();
-    let mut unlinked = BTreeSet::new();
-    for (k, v) in &dump {
-        match k[0] {
-            b'A' => {
-                let ino = Ino(u64::from_be_bytes(k[1..9].try_into().unwrap()));
-                match k[9] {
-                    b'I' => {
-                        inodes.insert(ino, decode_inode(ino, v).unwrap());
-                    }
-                    b'D' => entries.push((ino, k[10..].to_vec(), decode_entry(v).unwrap())),
-                    b'E' => {
-                        index.insert((ino, keys::seq_of_dir_index(k).unwrap()), v.clone());
-                    }
-                    b'C' => {
-                        for s in decode_slices(v).unwrap() {
-                            if s.id != SliceId::ZERO {
-                                chunk_slices.insert(s.id);
-                            }
-                        }
-                    }
-                    b'S' | b'X' => {}
-                    t => panic!("unknown inode key tag {t}"),
-                }
-            }
-            b'G' => {
-                gc.insert(SliceId(keys::id_of(k).unwrap()));
-            }
-            b'U' => {
-                unlinked.insert(Ino(keys::id_of(k).unwrap()));
-            }
-            _ => {}
-        }
-    }
-    // Every inode key belongs to a live inode.
-    for k in dump.keys().filter(|k| k[0] == b'A') {
-        let ino = Ino(u64::from_be_bytes(k[1..9].try_into().unwrap()));
-        assert!(
-            inodes.contains_key(&ino),
-            "key of missing inode {ino:?}: {k:?}"
-        );
-    }
-    let mut links: BTreeMap<Ino, u32> = BTreeMap::new();
-    let mut subdirs: BTreeMap<Ino, u32> = BTreeMap::new();
-    assert_eq!(entries.len(), index.len(), "D and E keys differ in number");
-    for (parent, name, e) in &entries {
-        let p = &inodes[parent];
-        assert!(p.is_dir(), "entry in non-directory");
-        assert!(e.seq >= 3 && e.seq < p.next_seq, "bad seq {e:?}");
-        assert_eq!(index.get(&(*parent, e.seq)), Some(name), "E key mismatch");
-        let n = inodes
-            .get(&e.ino)
-            .unwrap_or_else(|| panic!("entry {name:?} → missing {:?}", e.ino));
-        assert_eq!(n.attr.kind, e.kind);
-        *links.entry(e.ino).or_default() += 1;
-        if n.is_dir() {
-            assert_eq!(n.attr.parent, *parent, "parent field of {:?}", e.ino);
-            *subdirs.entry(*parent).or_default() += 1;
-        }
-    }
-    let mut used = 0;
-    for (ino, n) in &inodes {
-        if n.is_dir() && unlinked.contains(ino) {
-            // Removed while open: no links, no entries, kept until the last release.
-            assert_eq!(n.attr.nlink, 0, "nlink of removed open dir {ino:?}");
-            assert_eq!(links.get(ino), None, "removed dir {ino:?} still linked");
-        } else if n.is_dir() {
-            let want = 2 + subdirs.get(ino).copied().unwrap_or(0);
-            assert_eq!(n.attr.nlink, want, "nlink of dir {ino:?}");
-            if *ino != Ino::ROOT {
-                assert_eq!(links.get(ino), Some(&1), "dir {ino:?} linked once");
-            }
-        } else {
-            let l = links.get(ino).copied().unwrap_or(0);
-            assert_eq!(n.attr.nlink, l, "nlink of {ino:?}");
-            if l == 0 {
-                assert!(unlinked.contains(ino), "{ino:?} has no links and no U key");
-            }
-        }
-        if n.attr.kind == FileType::RegularFile {
-            used += n.attr.size;
-        }
-    }
-    for u in &unlinked {
-        assert_eq!(
-            inodes.get(u).map(|n| n.attr.nlink),
-            Some(0),
-            "U key of {u:?}"
-        );
-    }
-    let counter = |name: &str| decode_u64(&dump[&keys::counter(name)]).unwrap();
-    assert_eq!(
-        counter(keys::TOTAL_INODES),
-        inodes.len() as u64,
-        "totalInodes"
+    let dump = kv.dump();
+    let found = crate::meta::check::check_keyspace(
+        dump.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        Default::default(),
     );
-    assert_eq!(counter(keys::USED_SPACE), used, "usedSpace");
     assert!(
-        gc.is_disjoint(&chunk_slices),
-        "queued slice still referenced"
+        found.is_empty(),
+        "invariants broken:\n{}",
+        found
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -1,0 +1,62 @@
+//! Known bugs the simulator can plant (`--plant`), to prove its checkers bite.
+//!
+//! Each is a wrong behaviour of the simulated engine or store, never of production code:
+//! - `lying-fsync`: the metadata engine acknowledges `sync` without making anything
+//!   durable (only its periodic flush does) — found by the data checker after a system
+//!   crash, when an fsync'd version is gone;
+//! - `non-atomic-txn`: the engine applies a transaction's writes in two halves with a yield
+//!   point between them (others run, or the client crashes, in between) — found by the
+//!   metadata checker;
+//! - `slice-id-reuse`: after a crash the engine's `nextSlice` counter goes back one batch,
+//!   so new slices reuse ids (and object names) that committed chunks still name — found
+//!   by the metadata and data checkers;
+//! - `lost-object-put`: the store acknowledges some puts it dropped — found by the objects
+//!   checker and by reads that fail with EIO although no fault was injected.
+
+use std::fmt;
+
+/// How far `slice-id-reuse` moves `nextSlice` back: one batch of a client's ids.
+pub const REWIND_SLICES: u64 = 1024;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Plant {
+    LyingFsync,
+    NonAtomicTxn,
+    SliceIdReuse,
+    LostObjectPut,
+}
+
+impl Plant {
+    pub const ALL: [Plant; 4] = [
+        Plant::LyingFsync,
+        Plant::NonAtomicTxn,
+        Plant::SliceIdReuse,
+        Plant::LostObjectPut,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Plant::LyingFsync => "lying-fsync",
+            Plant::NonAtomicTxn => "non-atomic-txn",
+            Plant::SliceIdReuse => "slice-id-reuse",
+            Plant::LostObjectPut => "lost-object-put",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Plant, String> {
+        Plant::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Plant::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown bug '{s}': plant one of {}", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for Plant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
