@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole ferrofs test suite on a Debian machine with Rust, as root:
 # installs what the tests need (fuse3, pjdfstest), then runs unit, property, model,
-# FUSE mount and differential tests (cargo test) and POSIX conformance (pjdfstest).
+# FUSE mount and differential tests (cargo test), a batch of simulation seeds, and POSIX
+# conformance (pjdfstest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,9 @@ cargo build --workspace --all-targets --locked
 
 echo "== cargo test"
 cargo test --workspace --locked -- --test-threads=2
+
+echo "== simulation: a time-boxed batch of fresh seeds (a failure prints the replay command)"
+cargo run -p sim --release --locked -- --time-limit "${SIM_TIME_LIMIT:-120s}"
 
 echo "== pjdfstest"
 ./scripts/pjdfstest.sh
