@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole ferrofs test suite on a Debian machine with Rust, as root:
-# installs what the tests need (fuse3, pjdfstest), then runs unit, property, model,
-# FUSE mount and differential tests (cargo test), a batch of simulation seeds, and POSIX
-# conformance (pjdfstest).
+# installs what the tests need (fuse3, pjdfstest, the s3s-fs S3 server), then runs unit,
+# property, model, FUSE mount and differential tests over a local directory and over S3
+# (cargo test), a batch of simulation seeds, and POSIX conformance (pjdfstest, both stores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +19,14 @@ if ! command -v fusermount3 >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null
 fi
+export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v pjdfstest >/dev/null 2>&1; then
     echo "== installing pjdfstest"
     cargo install pjdfstest --locked --version '^0.2'
+fi
+if ! command -v s3s-fs >/dev/null 2>&1; then
+    echo "== installing s3s-fs (the S3 server the tests run against, on loopback)"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked
 fi
 
 echo "== cargo fmt --check"
@@ -34,7 +39,7 @@ echo "== cargo test"
 cargo test --workspace --locked -- --test-threads=2
 
 echo "== simulation: a time-boxed batch of fresh seeds (a failure prints the replay command)"
-cargo run -p sim --release --locked -- --time-limit "${SIM_TIME_LIMIT:-120s}"
+cargo run -p sim --locked -- --time-limit "${SIM_TIME_LIMIT:-120s}"
 
 echo "== pjdfstest"
 ./scripts/pjdfstest.sh

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use ferrofs_s3_backend::testing::S3Server;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 
@@ -24,6 +25,18 @@ fn objects_in(dir: &std::path::Path) -> usize {
 fn data_survives_remount_and_reads_are_exact() {
     let mut v = Volume::new();
     v.format();
+    data_survives_remount(&mut v);
+}
+
+#[test]
+fn data_survives_remount_over_s3() {
+    let server = S3Server::start();
+    let mut v = Volume::new();
+    v.format_s3(&server);
+    data_survives_remount(&mut v);
+}
+
+fn data_survives_remount(v: &mut Volume) {
     v.mount();
     // Multi-block, multi-chunk file with holes and overwrites (block size is 64K).
     let mut expected = vec![0u8; 70 << 20];
@@ -62,6 +75,18 @@ fn data_survives_remount_and_reads_are_exact() {
 fn everyday_tools_work() {
     let mut v = Volume::new();
     v.format();
+    everyday_tools(&mut v);
+}
+
+#[test]
+fn everyday_tools_work_over_s3() {
+    let server = S3Server::start();
+    let mut v = Volume::new();
+    v.format_s3(&server);
+    everyday_tools(&mut v);
+}
+
+fn everyday_tools(v: &mut Volume) {
     v.mount();
     let src = env!("CARGO_MANIFEST_DIR");
     let script = format!(

@@ -17,6 +17,7 @@ use ferrofs_model_tests::ops::ops;
 use ferrofs_model_tests::posix::{require_root, PosixTarget};
 use ferrofs_model_tests::target::run_differential;
 use ferrofs_model_tests::{linux_model_config, make_searchable};
+use ferrofs_s3_backend::testing::S3Server;
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError, TestRunner};
 use std::path::{Path, PathBuf};
@@ -69,8 +70,16 @@ struct Mounted {
     mnt: PathBuf,
 }
 
+/// Where the mounted volume keeps its objects.
+enum Storage<'a> {
+    /// A local directory.
+    File,
+    /// A bucket on a real S3 server on loopback.
+    S3(&'a S3Server),
+}
+
 impl Mounted {
-    fn new(test: &str) -> Mounted {
+    fn new(test: &str, storage: Storage<'_>) -> Mounted {
         require_root("fuse_differential");
         assert!(
             Path::new("/dev/fuse").exists(),
@@ -86,20 +95,31 @@ impl Mounted {
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
         let meta = format!("sled://{d}/meta");
-        run(
-            &bin,
-            &[
-                "format",
-                &meta,
-                "model-tests",
-                "--storage",
-                "file",
-                "--bucket",
-                &format!("{d}/data"),
-                "--block-size",
-                "64K",
+        let mut format: Vec<String> = ["format", &meta, "model-tests", "--block-size", "64K"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let storage_args: Vec<String> = match storage {
+            Storage::File => vec![
+                "--storage".into(),
+                "file".into(),
+                "--bucket".into(),
+                format!("{d}/data"),
             ],
-        );
+            Storage::S3(server) => vec![
+                "--storage".into(),
+                "s3".into(),
+                "--access-key".into(),
+                server.access_key().into(),
+                "--secret-key".into(),
+                server.secret_key().into(),
+                "--bucket".into(),
+                server.create_bucket(&format!("{test}-{}", std::process::id())),
+            ],
+        };
+        format.extend(storage_args);
+        let format: Vec<&str> = format.iter().map(String::as_str).collect();
+        run(&bin, &format);
         let log = format!("{d}/ferrofs.log");
         let mut args = vec!["mount", &meta, mnt.to_str().unwrap(), "-d", "--log", &log];
         // Extra mount options, e.g. `--entry-cache 0 --dir-entry-cache 0` to look behind
@@ -179,7 +199,17 @@ fn watchdog(mnt: PathBuf, limit: Duration, done: Arc<AtomicBool>) {
 
 #[test]
 fn ferrofs_mount_agrees_with_linux() {
-    let m = Mounted::new("differential");
+    differential(&Mounted::new("differential", Storage::File));
+}
+
+/// The same comparison with the volume's data on a real S3 server (s3s-fs).
+#[test]
+fn ferrofs_mount_over_s3_agrees_with_linux() {
+    let server = S3Server::start();
+    differential(&Mounted::new("differential-s3", Storage::S3(&server)));
+}
+
+fn differential(m: &Mounted) {
     let done = Arc::new(AtomicBool::new(false));
     watchdog(m.mnt.clone(), Duration::from_secs(900), done.clone());
     let local = tempfile::Builder::new()
@@ -256,7 +286,7 @@ fn ferrofs_mount_agrees_with_linux() {
 /// `model_vs_linux` checks the model agrees with Linux on them).
 #[test]
 fn reported_fuse_cases() {
-    let m = Mounted::new("cases");
+    let m = Mounted::new("cases", Storage::File);
     let local = tempfile::Builder::new()
         .prefix("ferrofs-cases-local-")
         .tempdir()

@@ -105,6 +105,7 @@ pub enum Fault {
     StoreError,
     StoreTimeout,
     StoreLostResponse,
+    StoreCorrupt,
     MetaTail,
     ClientCrash,
     SystemCrash,
@@ -114,11 +115,12 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::StoreTail,
         Fault::StoreError,
         Fault::StoreTimeout,
         Fault::StoreLostResponse,
+        Fault::StoreCorrupt,
         Fault::MetaTail,
         Fault::ClientCrash,
         Fault::SystemCrash,
@@ -132,6 +134,7 @@ impl Fault {
             Fault::StoreError => "store 5xx",
             Fault::StoreTimeout => "store timeout",
             Fault::StoreLostResponse => "store lost response",
+            Fault::StoreCorrupt => "store corrupt response",
             Fault::MetaTail => "meta latency tail",
             Fault::ClientCrash => "client crash",
             Fault::SystemCrash => "system crash",
@@ -143,7 +146,7 @@ impl Fault {
 
 /// How many times each [`Fault`] fired.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct FaultCounts(pub [u64; 9]);
+pub struct FaultCounts(pub [u64; Fault::ALL.len()]);
 
 impl FaultCounts {
     pub fn add(&mut self, f: Fault, n: u64) {
@@ -175,6 +178,7 @@ pub struct Rates {
     pub store_error: f64,
     pub store_timeout: f64,
     pub store_lost: f64,
+    pub store_corrupt: f64,
     pub meta_tail: f64,
     pub crash: f64,
     pub system_crash: f64,
@@ -204,6 +208,7 @@ impl Rates {
             store_error: 0.01 * store,
             store_timeout: 0.003 * store,
             store_lost: 0.004 * store,
+            store_corrupt: 0.003 * store,
             meta_tail: 0.02 * meta,
             crash: crash / 1500.0,
             system_crash: system / 5000.0,
@@ -229,13 +234,19 @@ pub enum Failure {
     },
     /// Applied, but the answer is lost: the caller gets an error.
     LostResponse,
+    /// A GET whose response bytes arrive damaged (one bit flipped in flight). Only
+    /// reads are hit; the caller must detect it (checksums) and never return the bytes.
+    Corrupt,
 }
 
 impl Failure {
     pub fn applied(self) -> bool {
         matches!(
             self,
-            Failure::None | Failure::LostResponse | Failure::Timeout { applied: true }
+            Failure::None
+                | Failure::LostResponse
+                | Failure::Timeout { applied: true }
+                | Failure::Corrupt
         )
     }
 
@@ -307,10 +318,11 @@ pub fn decide(
             let mut d = Decision::clean(rng.latency(STORE_MEDIAN_NS, if tail { 1.0 } else { 0.0 }));
             let x = rng.next_u64() >> 11;
             let p = |r: f64| (r * (1u64 << 53) as f64) as u64;
-            let (e, t, l) = (
+            let (e, t, l, c) = (
                 p(rates.store_error),
                 p(rates.store_timeout),
                 p(rates.store_lost),
+                p(rates.store_corrupt),
             );
             if x < e {
                 counts.add(Fault::StoreError, 1);
@@ -324,6 +336,9 @@ pub fn decide(
             } else if x < e + t + l {
                 counts.add(Fault::StoreLostResponse, 1);
                 d.failure = Failure::LostResponse;
+            } else if x < e + t + l + c {
+                // Counted by the caller: only GETs can be corrupted.
+                d.failure = Failure::Corrupt;
             }
             d
         }

@@ -136,7 +136,7 @@ struct Totals {
     max_events: u64,
     sim_ns: u64,
     faults: FaultCounts,
-    runs_with: [u64; 9],
+    runs_with: [u64; Fault::ALL.len()],
     exact_reads: u64,
     raced_reads: u64,
     shared_reads: u64,

@@ -11,7 +11,10 @@
 //!   so new slices reuse ids (and object names) that committed chunks still name — found
 //!   by the metadata and data checkers;
 //! - `lost-object-put`: the store acknowledges some puts it dropped — found by the objects
-//!   checker and by reads that fail with EIO although no fault was injected.
+//!   checker and by reads that fail with EIO although no fault was injected;
+//! - `skip-checksum`: the client does not verify block checksums (its one production
+//!   switch, `VfsConfig::verify_checksums`), so corrupt responses reach applications —
+//!   found by the data checker as garbage or lost data.
 
 use std::fmt;
 
@@ -24,14 +27,16 @@ pub enum Plant {
     NonAtomicTxn,
     SliceIdReuse,
     LostObjectPut,
+    SkipChecksum,
 }
 
 impl Plant {
-    pub const ALL: [Plant; 4] = [
+    pub const ALL: [Plant; 5] = [
         Plant::LyingFsync,
         Plant::NonAtomicTxn,
         Plant::SliceIdReuse,
         Plant::LostObjectPut,
+        Plant::SkipChecksum,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +45,7 @@ impl Plant {
             Plant::NonAtomicTxn => "non-atomic-txn",
             Plant::SliceIdReuse => "slice-id-reuse",
             Plant::LostObjectPut => "lost-object-put",
+            Plant::SkipChecksum => "skip-checksum",
         }
     }
 

@@ -78,6 +78,7 @@ fn note(failure: Failure) -> &'static str {
         Failure::Timeout { applied: true } => "timeout (applied)",
         Failure::Timeout { applied: false } => "timeout",
         Failure::LostResponse => "lost response",
+        Failure::Corrupt => "corrupt response",
     }
 }
 
@@ -119,7 +120,7 @@ impl ObjectStore for SimStore {
         let me = self.me;
         self.world
             .call(self.me, Service::Store, "s3.get", |st, failure| {
-                if failure.is_error() {
+                if failure.is_error() && failure != Failure::Corrupt {
                     let e = injected("get", key, failure);
                     return Step::new(Err(e), key.as_bytes().to_vec(), 1, note(failure));
                 }
@@ -135,9 +136,13 @@ impl ObjectStore for SimStore {
                     Some(n) => (start as u64).saturating_add(n).min(data.len() as u64) as usize,
                     None => data.len(),
                 };
-                let out = data[start..end].to_vec();
-                let code = Fnv::default().u64(offset).u64(out.len() as u64).finish();
-                Step::new(Ok(out), key.as_bytes().to_vec(), code, "ok")
+                let mut out = data[start..end].to_vec();
+                if failure == Failure::Corrupt && !out.is_empty() {
+                    let bit = st.rng.index(out.len() * 8);
+                    out[bit / 8] ^= 1 << (bit % 8);
+                }
+                let code = Fnv::default().data(&out).u64(offset).finish();
+                Step::new(Ok(out), key.as_bytes().to_vec(), code, note(failure))
             })
     }
 

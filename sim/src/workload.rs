@@ -19,6 +19,7 @@ use crate::checkers::data;
 use crate::kv::SimKv;
 use crate::oracle::{Oracle, Outcome, Shape};
 use crate::pattern;
+use crate::plant::Plant;
 use crate::rng::Rng;
 use crate::store::SimStore;
 use crate::world::World;
@@ -101,6 +102,7 @@ pub fn mount(world: &Arc<World>, me: usize) -> Result<(Vfs, u64), Errno> {
     let config = VfsConfig {
         buffer_size: BUFFER_SIZE,
         max_uploads: 1,
+        verify_checksums: world.plant() != Some(Plant::SkipChecksum),
     };
     Ok((
         Vfs::new(Arc::new(meta), store, world.clock(), config),

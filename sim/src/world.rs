@@ -242,6 +242,14 @@ impl World {
             let rates = if s.faults_on { &s.rates } else { &none };
             decide(rates, service, &mut s.rng, &mut s.counts)
         };
+        let mut d = d;
+        if d.failure == Failure::Corrupt {
+            if kind == "s3.get" {
+                st.counts.add(crate::faults::Fault::StoreCorrupt, 1);
+            } else {
+                d.failure = Failure::None;
+            }
+        }
         if d.system_crash {
             self.system_crash(st, me, kind);
         }

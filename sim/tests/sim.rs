@@ -127,6 +127,14 @@ fn planted_lost_object_put_is_found_by_the_objects_checker() {
 }
 
 #[test]
+fn planted_skipped_checksum_is_found_by_the_data_checker() {
+    // Corrupt GET responses are injected by the store faults; verified, they are EIO.
+    finds(Plant::SkipChecksum, 200, |f| {
+        f.contains("garbage") || f.contains("data loss")
+    });
+}
+
+#[test]
 fn planted_slice_id_reuse_is_found_by_the_metadata_checker() {
     finds(Plant::SliceIdReuse, 200, |f| f.contains("metadata:"));
 }

@@ -16,8 +16,8 @@ pub fn run(a: FormatArgs) -> CliResult {
         uuid: new_uuid(),
         storage: a.storage.clone(),
         bucket: a.bucket.clone(),
-        access_key: None,
-        secret_key: None,
+        access_key: a.store.access_key.clone(),
+        secret_key: a.store.secret_key.clone(),
         block_size,
         capacity: a.capacity,
         inodes: a.inodes,
@@ -26,9 +26,9 @@ pub fn run(a: FormatArgs) -> CliResult {
     format
         .validate()
         .map_err(|e| format!("invalid volume settings: {e}"))?;
-    let store =
-        ferrofs_s3_backend::open_store(&a.storage, &a.bucket, true).map_err(|e| e.to_string())?;
-    probe_store(store.as_ref())?;
+    let store = super::open_object_store(&a.storage, &a.bucket, &a.store.options(), true)?;
+    ferrofs_s3_backend::probe(store.as_ref())
+        .map_err(|e| format!("the object store {} does not work: {e}", store.describe()))?;
     let kv = ferrofs_meta::open(&url, true).map_err(|e| e.to_string())?;
     let now = now();
     match Meta::format(kv.as_ref(), &format, a.force, now) {
@@ -53,28 +53,6 @@ pub fn run(a: FormatArgs) -> CliResult {
         crate::units::format_size(block_size as u64)
     );
     Ok(())
-}
-
-/// Writes, reads back and deletes a small object, so a bad bucket fails now rather
-/// than at the first write of a mount.
-fn probe_store(store: &dyn ferrofs_s3_backend::ObjectStore) -> CliResult {
-    let key = "ferrofs-probe";
-    let body = b"ferrofs format probe";
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        format!(
-            "the object store {} does not work ({what}): {e}",
-            store.describe()
-        )
-    };
-    store.put(key, body).map_err(|e| fail("put", &e))?;
-    let got = store.get(key, 0, None).map_err(|e| fail("get", &e))?;
-    if got != body {
-        return Err(fail(
-            "get",
-            &"it returned different bytes than were written",
-        ));
-    }
-    store.delete(key).map_err(|e| fail("delete", &e))
 }
 
 fn now() -> Timespec {

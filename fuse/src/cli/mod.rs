@@ -58,10 +58,10 @@ pub struct StoreArgs {
 
 #[derive(Args, Debug)]
 pub struct ObjbenchArgs {
-    /// Object storage type: file or memory.
+    /// Object storage type: file, s3 or memory.
     #[arg(long, default_value = "file")]
     pub storage: String,
-    /// The bucket (for --storage file, a directory) to measure; objects are written
+    /// The bucket (a directory, or an S3 bucket URL) to measure; objects are written
     /// under ferrofs-objbench/ and deleted afterwards.
     #[arg(long, value_name = "BUCKET")]
     pub bucket: String,
@@ -86,12 +86,18 @@ pub struct FormatArgs {
     /// Volume name: 3 to 63 characters of a-z, 0-9 and '-'.
     #[arg(value_name = "NAME")]
     pub name: String,
-    /// Object storage type: file (a local directory) or memory (testing only).
+    /// Object storage type: file (a local directory), s3 (any S3-compatible store) or
+    /// memory (testing only).
     #[arg(long, default_value = "file")]
     pub storage: String,
-    /// Where objects go: for --storage file, a directory (created if missing).
+    /// Where objects go: for --storage file, a directory (created if missing); for
+    /// --storage s3, a bucket URL such as http://127.0.0.1:9000/mybucket,
+    /// https://mybucket.s3.us-east-1.amazonaws.com or s3://mybucket (it must exist).
     #[arg(long, value_name = "BUCKET")]
     pub bucket: String,
+    /// Credentials stored with the volume (without them, mounts use the environment).
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Size of the objects a file is stored in (64K to 16M, a power of two).
     #[arg(long, default_value = "4M", value_parser = parse_size, value_name = "SIZE")]
     pub block_size: u64,
@@ -132,6 +138,15 @@ pub struct MountArgs {
     /// Block uploads run in parallel per flush.
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub max_uploads: usize,
+    /// Object-store requests in flight at once for reads (added to --max-uploads).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_downloads: usize,
+    /// Retries of a failing object-store request before the operation fails with EIO.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub io_retries: u32,
+    /// Time allowed for one object-store request.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
     /// Threads serving FUSE requests.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub threads: usize,
@@ -206,15 +221,25 @@ pub type CliResult = Result<(), String>;
 fn open_object_store(
     storage: &str,
     bucket: &str,
-    keys: &StoreArgs,
+    options: &ferrofs_s3_backend::StoreOptions,
     create: bool,
 ) -> Result<std::sync::Arc<dyn ferrofs_s3_backend::ObjectStore>, String> {
-    if storage != "s3" && (keys.access_key.is_some() || keys.secret_key.is_some()) {
+    if storage != "s3" && (options.access_key.is_some() || options.secret_key.is_some()) {
         return Err(format!(
             "--access-key/--secret-key apply to --storage s3 only, not {storage}"
         ));
     }
-    ferrofs_s3_backend::open_store(storage, bucket, create).map_err(|e| e.to_string())
+    ferrofs_s3_backend::open_store_with(storage, bucket, options, create).map_err(|e| e.to_string())
+}
+
+impl StoreArgs {
+    fn options(&self) -> ferrofs_s3_backend::StoreOptions {
+        ferrofs_s3_backend::StoreOptions {
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Opens the metadata engine of a formatted volume, with messages that say what to do.

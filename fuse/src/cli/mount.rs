@@ -55,7 +55,15 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     block_signals();
     let meta = Arc::new(open_meta(&a.meta_url)?);
     let format = meta.format_info().clone();
-    let store = ferrofs_s3_backend::open_store(&format.storage, &format.bucket, false)
+    let options = ferrofs_s3_backend::StoreOptions {
+        access_key: format.access_key.clone(),
+        secret_key: format.secret_key.clone(),
+        max_concurrency: Some(a.max_uploads.max(1) + a.max_downloads.max(1)),
+        request_timeout: Some(a.request_timeout),
+        max_retries: Some(a.io_retries),
+        ..Default::default()
+    };
+    let store = super::open_object_store(&format.storage, &format.bucket, &options, false)
         .map_err(|e| format!("cannot open the volume's object store: {e}"))?;
     match meta.cleanup_orphans() {
         Ok(0) => {}
@@ -75,6 +83,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     let config = VfsConfig {
         buffer_size: a.buffer_size,
         max_uploads: a.max_uploads.max(1),
+        verify_checksums: true,
     };
     let vfs = Arc::new(Vfs::new(meta.clone(), store, system_clock(), config));
     let fs = FerroFs::new(

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub fn run(a: ObjbenchArgs) -> CliResult {
-    let store = super::open_object_store(&a.storage, &a.bucket, &a.store, false)?;
+    let store = super::open_object_store(&a.storage, &a.bucket, &a.store.options(), false)?;
     let size =
         usize::try_from(a.block_size).map_err(|_| "--block-size is too large".to_string())?;
     let threads = a.threads.max(1);

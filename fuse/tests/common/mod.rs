@@ -72,6 +72,27 @@ impl Volume {
         assert!(o.status.success(), "format failed: {}", stderr(&o));
     }
 
+    /// Formats the volume with its data in a new bucket of a real S3 server.
+    pub fn format_s3(&self, server: &ferrofs_s3_backend::testing::S3Server) {
+        let bucket = server.create_bucket(&format!("vol-{}", std::process::id()));
+        let o = ferrofs(&[
+            "format",
+            &self.meta_url,
+            "testvol",
+            "--storage",
+            "s3",
+            "--bucket",
+            &bucket,
+            "--access-key",
+            server.access_key(),
+            "--secret-key",
+            server.secret_key(),
+            "--block-size",
+            "64K",
+        ]);
+        assert!(o.status.success(), "format over S3 failed: {}", stderr(&o));
+    }
+
     pub fn mount(&mut self) {
         assert!(
             unsafe { libc::geteuid() } == 0,
