@@ -10,7 +10,7 @@ use crate::faults::{Failure, Service};
 use crate::plant::Plant;
 use crate::trace::Fnv;
 use crate::world::{Step, World};
-use ferrofs_s3_backend::{validate_key, ObjectInfo, ObjectStore, StoreError};
+use ferrofs_s3_backend::{validate_key, ObjectInfo, ObjectStore, StoreError, TransientKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
@@ -58,17 +58,18 @@ impl fmt::Debug for SimStore {
     }
 }
 
+/// The error a client sees for an injected failure: transient, as an S3 client reports
+/// it, so the production retry loop (`RetryingStore`) retries it.
 fn injected(op: &'static str, key: &str, failure: Failure) -> StoreError {
-    let what = match failure {
-        Failure::Error => "503 Slow Down (simulated)",
-        Failure::Timeout { .. } => "request timed out (simulated)",
-        _ => "connection reset before the response (simulated)",
+    let (kind, what) = match failure {
+        Failure::Error => (TransientKind::Throttle, "503 Slow Down (simulated)"),
+        Failure::Timeout { .. } => (TransientKind::Timeout, "request timed out (simulated)"),
+        _ => (
+            TransientKind::Connection,
+            "connection reset before the response (simulated)",
+        ),
     };
-    StoreError::Io {
-        op,
-        key: key.to_string(),
-        source: std::io::Error::other(what),
-    }
+    StoreError::unavailable(op, key, kind, what)
 }
 
 fn note(failure: Failure) -> &'static str {

@@ -28,6 +28,7 @@ use ferrofs_core::kv::Kv;
 use ferrofs_core::meta::Meta;
 use ferrofs_core::{Ctx, Errno, Ino, SetAttr};
 use ferrofs_s3_backend::ObjectStore;
+use ferrofs_s3_backend::{RetryPolicy, RetryingStore, Sleeper};
 use std::sync::Arc;
 
 /// Owned files per client.
@@ -98,7 +99,18 @@ pub fn mount(world: &Arc<World>, me: usize) -> Result<(Vfs, u64), Errno> {
     let kv: Arc<dyn Kv> = Arc::new(SimKv::new(world, me));
     let meta = Meta::load(kv)?;
     let session = meta.new_session(&format!("{{\"sim-client\":{me}}}"))?;
-    let store: Arc<dyn ObjectStore> = Arc::new(SimStore::new(world, me));
+    // The production retry loop, with its backoff waits spent in virtual time: injected
+    // 5xx, throttling and timeouts are retried as they would be against S3.
+    let sleeper_world = world.clone();
+    let sleeper: Arc<dyn Sleeper> =
+        Arc::new(move |d: std::time::Duration| sleeper_world.think(me, d.as_nanos() as u64));
+    let jitter_seed = world.with(|st| st.rng.next_u64());
+    let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::with_sleeper(
+        SimStore::new(world, me),
+        RetryPolicy::default(),
+        sleeper,
+        jitter_seed,
+    ));
     let config = VfsConfig {
         buffer_size: BUFFER_SIZE,
         max_uploads: 1,

@@ -231,25 +231,35 @@ fn read_block_range(vfs: &Vfs, key: &BlockKey, offset: u32, len: u32) -> Result<
                 e => fail(&e),
             })
     };
-    // One request when the checksums follow the data closely, else two.
-    let (data, checksums) = if plan.contiguous_within(256 << 10) {
-        let all = get(&(plan.data.start..plan.checksums.end))?;
-        let split = ((plan.checksums.start - plan.data.start) as usize).min(all.len());
-        let (d, c) = all.split_at(split);
-        (d.to_vec(), c.to_vec())
-    } else {
-        (get(&plan.data)?, get(&plan.checksums)?)
-    };
-    if !vfs.config.verify_checksums {
-        let start = (offset as u64 - plan.data.start) as usize;
-        return data
-            .get(start..start + len as usize)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| fail(&"object is truncated"));
+    // A mismatch may have been damage in flight: fetch once more before calling the
+    // object corrupt.
+    let mut last = None;
+    for _ in 0..2 {
+        // One request when the checksums follow the data closely, else two.
+        let (data, checksums) = if plan.contiguous_within(256 << 10) {
+            let all = get(&(plan.data.start..plan.checksums.end))?;
+            let split = ((plan.checksums.start - plan.data.start) as usize).min(all.len());
+            let (d, c) = all.split_at(split);
+            (d.to_vec(), c.to_vec())
+        } else {
+            (get(&plan.data)?, get(&plan.checksums)?)
+        };
+        if !vfs.config.verify_checksums {
+            let start = (offset as u64 - plan.data.start) as usize;
+            return data
+                .get(start..start + len as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| fail(&"object is truncated"));
+        }
+        match verify_block_read(&plan, offset, len, &data, &checksums) {
+            Ok(bytes) => return Ok(bytes.to_vec()),
+            Err(e) => {
+                tracing::warn!(object = %name, "{e}; reading it again");
+                last = Some(e);
+            }
+        }
     }
-    verify_block_read(&plan, offset, len, &data, &checksums)
-        .map(|b| b.to_vec())
-        .map_err(|e| fail(&e))
+    Err(fail(&last.expect("two attempts failed")))
 }
 
 /// Uploads `data` as a new slice and commits it at `pos` of chunk `idx`. Returns the
