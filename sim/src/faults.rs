@@ -10,7 +10,15 @@
 //!   later as a new process;
 //! - `system-crash`: every client and the metadata engine crash together; the engine
 //!   keeps only what was synced (explicitly or by its periodic flush);
-//! - `pause`: a client is not scheduled for a long virtual time (GC pause, VM stall).
+//! - `pause`: a client is not scheduled for a long virtual time (GC pause, VM stall);
+//! - `meta-disk`: the metadata engine's disk. *Read/write errors*: a transaction
+//!   (`Kv::txn` or `Kv::read`) fails with EIO and applies nothing. *Full disk*: for a
+//!   stretch of virtual time (0.5–5 s, then space frees) every read-write transaction
+//!   that would write fails with ENOSPC and applies nothing, `Kv::sync` of a dirty
+//!   engine fails with ENOSPC and the periodic flush waits; reads still work. Torn
+//!   writes and silent corruption of the engine's own files are not modelled apart:
+//!   they are the engine's (sled's) business, which checksums its pages and reports a
+//!   damaged or torn page as an I/O error — to ferrofs they are the same EIO.
 //!
 //! Rates are drawn per run from the seed: each enabled class gets a multiplier between
 //! 0 and 4, so a batch of seeds mixes calm runs with harsh ones.
@@ -26,9 +34,17 @@ pub struct FaultSet {
     pub crash: bool,
     pub system_crash: bool,
     pub pause: bool,
+    pub meta_disk: bool,
 }
 
-const CLASSES: [&str; 5] = ["store", "meta-latency", "crash", "system-crash", "pause"];
+const CLASSES: [&str; 6] = [
+    "store",
+    "meta-latency",
+    "crash",
+    "system-crash",
+    "pause",
+    "meta-disk",
+];
 
 impl FaultSet {
     pub fn none() -> FaultSet {
@@ -42,6 +58,7 @@ impl FaultSet {
             crash: true,
             system_crash: true,
             pause: true,
+            meta_disk: true,
         }
     }
 
@@ -60,6 +77,7 @@ impl FaultSet {
                 "crash" => f.crash = true,
                 "system-crash" => f.system_crash = true,
                 "pause" => f.pause = true,
+                "meta-disk" => f.meta_disk = true,
                 other => {
                     return Err(format!(
                         "unknown fault class '{other}': use none, all, or a comma list of {}",
@@ -71,13 +89,14 @@ impl FaultSet {
         Ok(f)
     }
 
-    fn flags(&self) -> [bool; 5] {
+    fn flags(&self) -> [bool; 6] {
         [
             self.store,
             self.meta_latency,
             self.crash,
             self.system_crash,
             self.pause,
+            self.meta_disk,
         ]
     }
 }
@@ -92,7 +111,7 @@ impl fmt::Display for FaultSet {
             .collect();
         match on.len() {
             0 => write!(f, "none"),
-            5 => write!(f, "all"),
+            6 => write!(f, "all"),
             _ => write!(f, "{}", on.join(",")),
         }
     }
@@ -107,6 +126,13 @@ pub enum Fault {
     StoreLostResponse,
     StoreCorrupt,
     MetaTail,
+    /// Metadata transactions that failed with EIO (a read/write error of the engine's
+    /// disk, or a torn/corrupt page its checksums caught).
+    MetaIoError,
+    /// Stretches of time the engine's disk was full.
+    MetaDiskFull,
+    /// Metadata writes (transactions, syncs) refused with ENOSPC.
+    MetaNoSpace,
     ClientCrash,
     SystemCrash,
     /// Committed metadata transactions a system crash threw away (unsynced tail).
@@ -115,13 +141,16 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 13] = [
         Fault::StoreTail,
         Fault::StoreError,
         Fault::StoreTimeout,
         Fault::StoreLostResponse,
         Fault::StoreCorrupt,
         Fault::MetaTail,
+        Fault::MetaIoError,
+        Fault::MetaDiskFull,
+        Fault::MetaNoSpace,
         Fault::ClientCrash,
         Fault::SystemCrash,
         Fault::LostTxns,
@@ -136,6 +165,9 @@ impl Fault {
             Fault::StoreLostResponse => "store lost response",
             Fault::StoreCorrupt => "store corrupt response",
             Fault::MetaTail => "meta latency tail",
+            Fault::MetaIoError => "meta disk EIO",
+            Fault::MetaDiskFull => "meta disk full",
+            Fault::MetaNoSpace => "meta ENOSPC",
             Fault::ClientCrash => "client crash",
             Fault::SystemCrash => "system crash",
             Fault::LostTxns => "unsynced txns lost",
@@ -158,9 +190,12 @@ impl FaultCounts {
     }
 
     /// Whether anything fired that can legitimately leave objects no metadata refers to
-    /// (a crash between upload and commit, an upload whose success was not reported).
+    /// (a crash between upload and commit, an upload whose success was not reported, a
+    /// commit the metadata disk refused).
     pub fn may_leak(&self) -> bool {
         [
+            Fault::MetaIoError,
+            Fault::MetaNoSpace,
             Fault::ClientCrash,
             Fault::SystemCrash,
             Fault::StoreLostResponse,
@@ -183,6 +218,10 @@ pub struct Rates {
     pub crash: f64,
     pub system_crash: f64,
     pub pause: f64,
+    /// Per metadata transaction: it fails with EIO.
+    pub meta_eio: f64,
+    /// Per metadata call while the disk has space: the disk fills up now.
+    pub meta_full: f64,
 }
 
 impl Rates {
@@ -203,6 +242,7 @@ impl Rates {
             m(set.system_crash),
             m(set.pause),
         );
+        let disk = m(set.meta_disk);
         Rates {
             store_tail: 0.03 * store,
             store_error: 0.01 * store,
@@ -213,6 +253,8 @@ impl Rates {
             crash: crash / 1500.0,
             system_crash: system / 5000.0,
             pause: pause / 1000.0,
+            meta_eio: 0.002 * disk,
+            meta_full: disk / 2500.0,
         }
     }
 }
@@ -237,6 +279,8 @@ pub enum Failure {
     /// A GET whose response bytes arrive damaged (one bit flipped in flight). Only
     /// reads are hit; the caller must detect it (checksums) and never return the bytes.
     Corrupt,
+    /// A metadata transaction fails with EIO (the engine's disk): not applied.
+    MetaEio,
 }
 
 impl Failure {
@@ -371,6 +415,7 @@ mod tests {
             "store,crash",
             "system-crash,pause",
             "meta-latency",
+            "crash,meta-disk",
         ] {
             assert_eq!(FaultSet::parse(s).unwrap().to_string(), s);
         }

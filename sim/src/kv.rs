@@ -10,14 +10,19 @@
 //! sit in an unsynced tail until `sync()` (or the engine's periodic flush every 500
 //! virtual ms) makes them durable. A system crash drops the tail: the engine comes back
 //! with a prefix of the commit order.
+//!
+//! The engine's disk can fail (fault `meta-disk`, see [`crate::faults`]): a transaction
+//! fails with EIO before it runs, or — while the disk is full — a transaction that
+//! would write, or a sync with something to write, fails with ENOSPC. Either way
+//! nothing is applied, and the error counts as injected into the caller's call.
 
-use crate::faults::Service;
+use crate::faults::{Failure, Fault, Service};
 use crate::plant::Plant;
 use crate::trace::Fnv;
 use crate::world::{Step, World};
 use ferrofs_core::kv::{apply_writes, BufferedTxn, Kv, Txn, WriteSet};
 use ferrofs_core::meta::keys;
-use ferrofs_core::Result;
+use ferrofs_core::{Errno, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -136,8 +141,24 @@ impl SimKv {
     ) -> Result<()> {
         let me = self.me;
         let split = self.world.plant() == Some(Plant::NonAtomicTxn);
-        let rest = self.world.call(me, Service::Meta, kind, |st, _| {
+        let swallow = self.world.plant() == Some(Plant::SwallowedMetaError);
+        let rest = self.world.call(me, Service::Meta, kind, |st, failure| {
             let after_put = st.put_last.get_mut(me).is_some_and(std::mem::take);
+            if failure == Failure::MetaEio && swallow {
+                // Planted: the closure runs (its caller gets its result), its writes
+                // are dropped, and success is reported.
+                let mut t = BufferedTxn::new(&st.kv.live);
+                let r = f(&mut t);
+                return Step::new(r.map(|()| None), Vec::new(), 0, "EIO swallowed (planted)");
+            }
+            if failure == Failure::MetaEio {
+                // Counted in `faults_seen` by the call, like every injected failure.
+                if after_put {
+                    st.abandoned_uploads += 1;
+                }
+                let e = Errno::EIO;
+                return Step::new(Err(e), Vec::new(), e.0 as u64, "injected EIO");
+            }
             let mut t = BufferedTxn::new(&st.kv.live);
             let r = f(&mut t);
             let writes = t.into_writes();
@@ -150,6 +171,19 @@ impl SimKv {
                 }
                 Ok(()) if read_only || writes.is_empty() => {
                     Step::new(Ok(None), Vec::new(), 0, "ok")
+                }
+                Ok(()) if st.disk_full() && swallow => {
+                    st.counts.add(Fault::MetaNoSpace, 1);
+                    Step::new(Ok(None), Vec::new(), 0, "ENOSPC swallowed (planted)")
+                }
+                Ok(()) if st.disk_full() => {
+                    st.counts.add(Fault::MetaNoSpace, 1);
+                    st.faults_seen[me] += 1;
+                    if after_put {
+                        st.abandoned_uploads += 1;
+                    }
+                    let e = Errno::ENOSPC;
+                    Step::new(Err(e), Vec::new(), e.0 as u64, "disk full")
                 }
                 Ok(()) => {
                     let first_key = writes.keys().next().cloned().unwrap_or_default();
@@ -192,7 +226,14 @@ impl Kv for SimKv {
 
     fn sync(&self) -> Result<()> {
         let lying = self.world.plant() == Some(Plant::LyingFsync);
-        self.world.call(self.me, Service::Meta, "kv.sync", |st, _| {
+        let me = self.me;
+        self.world.call(me, Service::Meta, "kv.sync", |st, _| {
+            if st.disk_full() && st.kv.dirty() {
+                st.counts.add(Fault::MetaNoSpace, 1);
+                st.faults_seen[me] += 1;
+                let e = Errno::ENOSPC;
+                return Step::new(Err(e), Vec::new(), e.0 as u64, "disk full");
+            }
             if !lying {
                 st.kv.sync();
             }

@@ -36,7 +36,7 @@ struct Args {
     #[arg(long, default_value_t = 150)]
     steps: u64,
     /// Faults to inject: `none`, `all`, or a comma list of store, meta-latency, crash,
-    /// system-crash, pause.
+    /// system-crash, pause, meta-disk.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Stop starting new seeds after this long (e.g. `120s`, `3m`).
@@ -45,7 +45,8 @@ struct Args {
     /// Print every event of the run (one seed only).
     #[arg(long)]
     trace: bool,
-    /// Plant a known bug: lying-fsync, non-atomic-txn, slice-id-reuse, lost-object-put.
+    /// Plant a known bug: lying-fsync, non-atomic-txn, slice-id-reuse, lost-object-put,
+    /// skip-checksum, swallowed-meta-error.
     #[arg(long)]
     plant: Option<String>,
     /// Check the whole world every this many yield points (0: only at the end).
@@ -142,6 +143,8 @@ struct Totals {
     shared_reads: u64,
     bytes: u64,
     eio_injected: u64,
+    enospc_injected: u64,
+    op_errors_injected: u64,
     eio_raced: u64,
     enoent_open: u64,
     leaked: u64,
@@ -170,6 +173,8 @@ impl Totals {
         self.shared_reads += r.data.shared_reads;
         self.bytes += r.data.bytes_checked;
         self.eio_injected += r.data.eio_injected;
+        self.enospc_injected += r.data.enospc_injected;
+        self.op_errors_injected += r.data.op_errors_injected;
         self.eio_raced += r.data.eio_raced_gc;
         self.enoent_open += r.data.enoent_open;
         self.leaked += r.leaked;
@@ -399,8 +404,12 @@ fn summary(t: &Totals, wall: Duration, first: u64, end: u64, contiguous: bool) {
         t.bytes as f64 / (1 << 20) as f64
     );
     println!(
-        "  EIO explained: {} by injected store errors, {} by gc deleting objects under a read",
-        t.eio_injected, t.eio_raced
+        "  read errors explained: {} EIO by injected store/meta-disk errors, {} ENOSPC by a full meta disk, {} EIO by gc deleting objects under a read",
+        t.eio_injected, t.enospc_injected, t.eio_raced
+    );
+    println!(
+        "  other ops failing with EIO/ENOSPC under an injected fault (namespace ops, unlinks, mounts): {}",
+        t.op_errors_injected
     );
     println!(
         "  open files removed by another client (read ENOENT through an open handle): {}",

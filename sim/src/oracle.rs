@@ -243,8 +243,14 @@ pub struct DataStats {
     pub shared_reads: u64,
     /// Bytes compared.
     pub bytes_checked: u64,
-    /// Reads that failed with EIO after the store returned an injected error.
+    /// Reads that failed with EIO after the store or the metadata disk returned an
+    /// injected error.
     pub eio_injected: u64,
+    /// Reads that failed with ENOSPC after the full metadata disk refused a write.
+    pub enospc_injected: u64,
+    /// Other operations (namespace operations, unlinks, mounts) that failed with EIO or
+    /// ENOSPC after an injected fault (store or metadata disk) hit one of their calls.
+    pub op_errors_injected: u64,
     /// Reads that failed with EIO because the objects they planned to read were
     /// deleted meanwhile (truncate/rewrite/compaction + gc raced the read).
     pub eio_raced_gc: u64,

@@ -14,7 +14,11 @@
 //!   checker and by reads that fail with EIO although no fault was injected;
 //! - `skip-checksum`: the client does not verify block checksums (its one production
 //!   switch, `VfsConfig::verify_checksums`), so corrupt responses reach applications —
-//!   found by the data checker as garbage or lost data.
+//!   found by the data checker as garbage or lost data;
+//! - `swallowed-meta-error`: a transaction the metadata disk failed (EIO, or ENOSPC while
+//!   the disk is full) reports success although nothing was applied — as if the client
+//!   ignored a failed commit — found by the data checker (a closed file lost its data)
+//!   and the metadata checker. Needs the `meta-disk` faults.
 
 use std::fmt;
 
@@ -28,15 +32,17 @@ pub enum Plant {
     SliceIdReuse,
     LostObjectPut,
     SkipChecksum,
+    SwallowedMetaError,
 }
 
 impl Plant {
-    pub const ALL: [Plant; 5] = [
+    pub const ALL: [Plant; 6] = [
         Plant::LyingFsync,
         Plant::NonAtomicTxn,
         Plant::SliceIdReuse,
         Plant::LostObjectPut,
         Plant::SkipChecksum,
+        Plant::SwallowedMetaError,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +52,7 @@ impl Plant {
             Plant::SliceIdReuse => "slice-id-reuse",
             Plant::LostObjectPut => "lost-object-put",
             Plant::SkipChecksum => "skip-checksum",
+            Plant::SwallowedMetaError => "swallowed-meta-error",
         }
     }
 

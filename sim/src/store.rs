@@ -80,6 +80,7 @@ fn note(failure: Failure) -> &'static str {
         Failure::Timeout { applied: false } => "timeout",
         Failure::LostResponse => "lost response",
         Failure::Corrupt => "corrupt response",
+        Failure::MetaEio => "EIO",
     }
 }
 

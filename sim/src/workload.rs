@@ -156,11 +156,25 @@ impl<'a> Client<'a> {
         clients: usize,
         rng: &'a mut Rng,
     ) -> Option<Client<'a>> {
-        let (vfs, session) = match mount(world, me) {
-            Ok(v) => v,
-            Err(e) => {
-                world.fail(me, format!("mount failed: {e:?}"));
-                return None;
+        // A mount whose metadata calls hit an injected fault (EIO, a full disk) fails;
+        // like an admin, try again a little later. Any other failure is a violation.
+        let mut attempt = 0;
+        let (vfs, session) = loop {
+            let seen0 = world.with(|st| st.faults_seen[me]);
+            match mount(world, me) {
+                Ok(v) => break v,
+                Err(e) => {
+                    let injected = world.with(|st| st.faults_seen[me] > seen0);
+                    if injected && matches!(e, Errno::EIO | Errno::ENOSPC) && attempt < 100 {
+                        attempt += 1;
+                        world.with(|st| st.oracle.stats.op_errors_injected += 1);
+                        world.note(me, "mount.retry", &[], e.0 as u64);
+                        world.think(me, 200_000_000);
+                        continue;
+                    }
+                    world.fail(me, format!("mount failed: {e:?}"));
+                    return None;
+                }
             }
         };
         let layout = world.with(|st| st.layout.clone());
@@ -305,10 +319,12 @@ impl<'a> Client<'a> {
             f.begin_unlink();
             was
         });
+        let seen0 = self.world.with(|st| st.faults_seen[me]);
         let r = self
             .vfs
             .unlink(&self.ctx, self.layout.owned_dirs[me], &name);
         let verdict = self.world.with(|st| {
+            let injected = st.faults_seen[me] > seen0;
             let (seq, acked) = (st.kv.last_commit_of(me), st.kv.acked_sync);
             let f = st.oracle.owned(me, n);
             match r {
@@ -318,6 +334,13 @@ impl<'a> Client<'a> {
                 }
                 Err(Errno::ENOENT) if was == Some(Shape::Absent) => {
                     f.end(Outcome::Done, seq, acked);
+                    Ok(())
+                }
+                // The metadata disk failed a transaction of the unlink: it may or may
+                // not have happened.
+                Err(Errno::EIO | Errno::ENOSPC) if injected => {
+                    f.end(Outcome::Uncertain, seq, acked);
+                    st.oracle.stats.op_errors_injected += 1;
                     Ok(())
                 }
                 Err(e) => {
@@ -554,8 +577,9 @@ impl<'a> Client<'a> {
     }
 }
 
-/// Whether a read error has a cause the simulation knows of: an injected store error
-/// returned to the reader (`injected`), an object deleted by gc while the read was under
+/// Whether a read error has a cause the simulation knows of: an injected store or
+/// metadata-disk error returned to the reader (`injected`: EIO, or ENOSPC from a full
+/// metadata disk), an object deleted by gc while the read was under
 /// way (`gone`: the file was truncated, rewritten or compacted meanwhile), or a file that
 /// may have been removed meanwhile (`may_vanish`). Counts the cause; an error with no
 /// cause is a violation.
@@ -569,6 +593,10 @@ pub fn explain_error(
     match e {
         Errno::EIO if injected => {
             oracle.stats.eio_injected += 1;
+            Ok(())
+        }
+        Errno::ENOSPC if injected => {
+            oracle.stats.enospc_injected += 1;
             Ok(())
         }
         // A reader whose objects were collected under it re-reads the slice list and

@@ -90,6 +90,15 @@ pub struct State {
     /// put of the slice failed after earlier blocks were stored, or the commit right
     /// after the upload was refused (the file was removed meanwhile by another client).
     pub abandoned_uploads: u64,
+    /// The metadata engine's disk is full until this virtual time (fault `meta-disk`).
+    pub disk_full_until: u64,
+}
+
+impl State {
+    /// Whether the metadata engine's disk is full now.
+    pub fn disk_full(&self) -> bool {
+        self.sched.now < self.disk_full_until
+    }
 }
 
 /// The shared world of one run.
@@ -142,6 +151,7 @@ impl World {
             leaked: 0,
             put_last: vec![false; slots],
             abandoned_uploads: 0,
+            disk_full_until: 0,
         };
         Arc::new(World {
             state: Mutex::new(state),
@@ -243,6 +253,9 @@ impl World {
             decide(rates, service, &mut s.rng, &mut s.counts)
         };
         let mut d = d;
+        if service == Service::Meta && st.faults_on {
+            self.meta_disk(&mut st, me, kind, &mut d);
+        }
         if d.failure == Failure::Corrupt {
             if kind == "s3.get" {
                 st.counts.add(crate::faults::Fault::StoreCorrupt, 1);
@@ -270,6 +283,27 @@ impl World {
             self.crash(st, me, kind, "after");
         }
         step.value
+    }
+
+    /// Fault `meta-disk` for a metadata call of `me`: the disk may fill up now (it stays
+    /// full for a while; the engine's calls see it when they take effect), and a
+    /// transaction may fail with EIO.
+    fn meta_disk(&self, st: &mut State, me: usize, kind: &'static str, d: &mut Decision) {
+        let (full, eio) = (st.rates.meta_full, st.rates.meta_eio);
+        if !st.disk_full() && st.rng.chance(full) {
+            let now = st.sched.now;
+            let stretch = st.rng.range(500_000_000, 5_000_000_000);
+            st.disk_full_until = now + stretch;
+            st.counts.add(Fault::MetaDiskFull, 1);
+            st.trace
+                .record(now, me, "DISK-FULL", kind.as_bytes(), stretch, || {
+                    format!("metadata disk full for {:.3}s", stretch as f64 / 1e9)
+                });
+        }
+        if matches!(kind, "kv.txn" | "kv.read") && st.rng.chance(eio) {
+            st.counts.add(Fault::MetaIoError, 1);
+            d.failure = Failure::MetaEio;
+        }
     }
 
     /// Parks `me` for `ns` of thinking (a yield point with no call).
@@ -332,7 +366,9 @@ impl World {
 
     /// Switches every fault off for the final phase.
     pub fn heal(&self) {
-        self.lock().faults_on = false;
+        let mut st = self.lock();
+        st.faults_on = false;
+        st.disk_full_until = 0;
     }
 
     /// Parks `me` until `wake_at`; unwinds if the run stops or `me` is killed meanwhile.
@@ -387,7 +423,8 @@ impl World {
             return;
         };
         let at = st.sched.slots[next].wake_at.max(st.sched.now);
-        if at >= st.next_autosync {
+        // A full disk holds the flush back until space frees.
+        if at >= st.next_autosync && at >= st.disk_full_until {
             if st.kv.dirty() {
                 st.kv.sync();
                 let t = st.next_autosync;

@@ -152,3 +152,40 @@ fn planted_slice_id_reuse_is_found_by_the_data_checker_alone() {
 fn planted_lying_fsync_is_found_by_the_data_checker() {
     finds(Plant::LyingFsync, 200, |f| f.contains("data loss"));
 }
+
+#[test]
+fn planted_swallowed_meta_error_is_found() {
+    // A commit the metadata disk failed reported as a success: files closed "fine"
+    // lose their data, or the namespace goes inconsistent.
+    finds(Plant::SwallowedMetaError, 200, |f| {
+        f.contains("data loss") || f.contains("metadata:") || f.contains("garbage")
+    });
+}
+
+#[test]
+fn meta_disk_faults_fire_and_clients_see_them() {
+    let mut counts = sim::faults::FaultCounts::default();
+    let (mut explained, mut passed) = (0, 0);
+    for seed in 0..30 {
+        let r = run(&RunConfig {
+            faults: FaultSet::parse("meta-disk").unwrap(),
+            ..config(seed)
+        });
+        assert!(r.passed(), "seed {seed} failed: {}", r.failure.unwrap());
+        passed += 1;
+        for f in sim::faults::Fault::ALL {
+            counts.add(f, r.counts.get(f));
+        }
+        explained += r.data.eio_injected + r.data.enospc_injected + r.data.op_errors_injected;
+    }
+    use sim::faults::Fault;
+    for f in [Fault::MetaIoError, Fault::MetaDiskFull, Fault::MetaNoSpace] {
+        assert!(
+            counts.get(f) > 0,
+            "{} never fired in {passed} seeds",
+            f.name()
+        );
+    }
+    assert_eq!(counts.get(Fault::StoreError), 0, "only meta-disk faults");
+    assert!(explained > 0, "no client ever saw a meta-disk error");
+}
