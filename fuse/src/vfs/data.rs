@@ -3,7 +3,9 @@
 
 use super::handles::OpenFile;
 use super::Vfs;
-use ferrofs_core::chunk::block::{encode_block, plan_block_read, verify_block_read};
+use ferrofs_core::chunk::block::{
+    decode_block, encode_block, plan_block_read, verify_block_read, BlockError,
+};
 use ferrofs_core::chunk::{
     blocks_of_slice, compaction_plan, read_plan, BlockKey, ReadPiece, SliceRef, WriteBuffer,
 };
@@ -14,6 +16,7 @@ use ferrofs_core::{
 };
 use ferrofs_s3_backend::StoreError;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 /// What an open inode holds beyond its committed metadata.
 #[derive(Default)]
@@ -124,7 +127,7 @@ impl OpenFile {
             return Ok(Vec::new());
         }
         let end = len.min(offset + size as u64);
-        let mut buf = read_range(vfs, self.ino(), offset, end)?;
+        let mut buf = read_range(vfs, self.ino(), offset, end, Some(&self.last_block))?;
         st.buffer.read_overlay(offset, &mut buf);
         Ok(buf)
     }
@@ -141,14 +144,20 @@ impl OpenFile {
 }
 
 /// Reads committed bytes `[offset, end)` of a file from its chunks.
-fn read_range(vfs: &Vfs, ino: Ino, offset: u64, end: u64) -> Result<Vec<u8>> {
+fn read_range(
+    vfs: &Vfs,
+    ino: Ino,
+    offset: u64,
+    end: u64,
+    last: Option<&LastBlock>,
+) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity((end - offset) as usize);
     let mut pos = offset;
     while pos < end {
         let idx = ChunkIndex((pos / CHUNK_SIZE) as u32);
         let in_chunk = (pos % CHUNK_SIZE) as u32;
         let n = (end - pos).min(CHUNK_SIZE - in_chunk as u64) as u32;
-        read_chunk_range(vfs, ino, idx, in_chunk, n, &mut out)?;
+        read_chunk_range(vfs, ino, idx, in_chunk, n, &mut out, last)?;
         pos += n as u64;
     }
     Ok(out)
@@ -165,12 +174,13 @@ fn read_chunk_range(
     start: u32,
     len: u32,
     out: &mut Vec<u8>,
+    last: Option<&LastBlock>,
 ) -> Result<()> {
     const ATTEMPTS: usize = 8;
     let mut slices = vfs.meta.read_chunk(ino, idx)?;
     for _ in 0..ATTEMPTS {
         let mut bytes = Vec::with_capacity(len as usize);
-        match read_pieces(vfs, &slices, start, len, &mut bytes) {
+        match read_pieces(vfs, &slices, start, len, &mut bytes, last) {
             Ok(()) => {
                 out.extend_from_slice(&bytes);
                 return Ok(());
@@ -201,17 +211,73 @@ fn read_pieces(
     start: u32,
     len: u32,
     out: &mut Vec<u8>,
+    last: Option<&LastBlock>,
 ) -> Result<()> {
     let block_size = vfs.meta.format_info().block_size;
     for piece in read_plan(slices, start, len, block_size) {
         match piece {
             ReadPiece::Zero { len } => out.resize(out.len() + len as usize, 0),
-            ReadPiece::Block { key, offset, len } => {
-                out.extend_from_slice(&read_block_range(vfs, &key, offset, len)?);
-            }
+            ReadPiece::Block { key, offset, len } => match last {
+                Some(last) => {
+                    let block = whole_block(vfs, &key, last)?;
+                    out.extend_from_slice(&block[offset as usize..(offset + len) as usize]);
+                }
+                None => out.extend_from_slice(&read_block_range(vfs, &key, offset, len)?),
+            },
         }
     }
     Ok(())
+}
+
+/// The last block object an open file read, verified. Block objects never change once
+/// written (a slice id is never reused), so a cached block is valid for as long as a slice
+/// list names it: a sequential reader fetches each block with one GET and reads the rest
+/// of it from memory, and a whole small file is one GET.
+pub(super) type LastBlock = Mutex<Option<(BlockKey, Arc<Vec<u8>>)>>;
+
+/// The verified data of block `key`, from `last` or fetched whole (and kept in `last`).
+fn whole_block(vfs: &Vfs, key: &BlockKey, last: &LastBlock) -> Result<Arc<Vec<u8>>> {
+    if let Some((k, data)) = &*last.lock().unwrap_or_else(|e| e.into_inner()) {
+        if k == key {
+            return Ok(data.clone());
+        }
+    }
+    let name = key.object_name();
+    let mut damage = None;
+    // A mismatch may have been damage in flight: fetch once more before calling the
+    // object corrupt.
+    for _ in 0..2 {
+        let object = vfs.store.get(&name, 0, None).map_err(|e| match e {
+            StoreError::NotFound(_) => Errno::ENOENT,
+            e => {
+                tracing::error!(object = %name, "read failed: {e}");
+                Errno::EIO
+            }
+        })?;
+        let data = if vfs.config.verify_checksums {
+            match decode_block(key.len, &object) {
+                Ok(d) => d.to_vec(),
+                Err(e) => {
+                    tracing::warn!(object = %name, "{e}; reading it again");
+                    damage = Some(e);
+                    continue;
+                }
+            }
+        } else {
+            match object.get(..key.len as usize) {
+                Some(d) => d.to_vec(),
+                None => {
+                    damage = Some(BlockError::Truncated);
+                    continue;
+                }
+            }
+        };
+        let data = Arc::new(data);
+        *last.lock().unwrap_or_else(|e| e.into_inner()) = Some((*key, data.clone()));
+        return Ok(data);
+    }
+    tracing::error!(object = %name, "read failed: {}", damage.expect("two attempts failed"));
+    Err(Errno::EIO)
 }
 
 /// Reads bytes `[offset, offset+len)` of a block object and verifies them against the
@@ -330,7 +396,7 @@ fn compact(vfs: &Vfs, ino: Ino, idx: ChunkIndex) -> Result<()> {
         Vec::new()
     } else {
         let mut data = Vec::with_capacity(len as usize);
-        read_pieces(vfs, &slices, plan.start, len, &mut data)?;
+        read_pieces(vfs, &slices, plan.start, len, &mut data, None)?;
         let id = vfs.meta.new_slice_id()?;
         upload_slice(vfs, id, &data)?;
         vec![SliceRef::new(plan.start, id, len)]

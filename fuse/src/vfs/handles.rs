@@ -34,6 +34,8 @@ pub struct OpenFile {
     pub(super) state: RwLock<FileState>,
     /// Bytes buffered across all files of this client.
     pub(super) buffered_total: Arc<AtomicU64>,
+    /// The last block object this file read, verified (see `data::LastBlock`).
+    pub(super) last_block: super::data::LastBlock,
 }
 
 impl OpenFile {
@@ -70,6 +72,7 @@ impl Handles {
                 ino,
                 state: RwLock::new(FileState::default()),
                 buffered_total: total,
+                last_block: Default::default(),
             };
             (Arc::new(file), 0)
         });
