@@ -3,9 +3,7 @@
 
 use super::handles::OpenFile;
 use super::Vfs;
-use ferrofs_core::chunk::block::{
-    decode_block, encode_block, plan_block_read, verify_block_read, BlockError,
-};
+use ferrofs_core::chunk::block::{decode_block, encode_block, BlockError};
 use ferrofs_core::chunk::{
     blocks_of_slice, compaction_plan, read_plan, BlockKey, ReadPiece, SliceRef, WriteBuffer,
 };
@@ -127,7 +125,7 @@ impl OpenFile {
             return Ok(Vec::new());
         }
         let end = len.min(offset + size as u64);
-        let mut buf = read_range(vfs, self.ino(), offset, end, Some(&self.last_block))?;
+        let mut buf = read_range(vfs, self.ino(), offset, end, &self.last_block)?;
         st.buffer.read_overlay(offset, &mut buf);
         Ok(buf)
     }
@@ -144,13 +142,7 @@ impl OpenFile {
 }
 
 /// Reads committed bytes `[offset, end)` of a file from its chunks.
-fn read_range(
-    vfs: &Vfs,
-    ino: Ino,
-    offset: u64,
-    end: u64,
-    last: Option<&LastBlock>,
-) -> Result<Vec<u8>> {
+fn read_range(vfs: &Vfs, ino: Ino, offset: u64, end: u64, last: &LastBlock) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity((end - offset) as usize);
     let mut pos = offset;
     while pos < end {
@@ -174,7 +166,7 @@ fn read_chunk_range(
     start: u32,
     len: u32,
     out: &mut Vec<u8>,
-    last: Option<&LastBlock>,
+    last: &LastBlock,
 ) -> Result<()> {
     const ATTEMPTS: usize = 8;
     let mut slices = vfs.meta.read_chunk(ino, idx)?;
@@ -211,19 +203,16 @@ fn read_pieces(
     start: u32,
     len: u32,
     out: &mut Vec<u8>,
-    last: Option<&LastBlock>,
+    last: &LastBlock,
 ) -> Result<()> {
     let block_size = vfs.meta.format_info().block_size;
     for piece in read_plan(slices, start, len, block_size) {
         match piece {
             ReadPiece::Zero { len } => out.resize(out.len() + len as usize, 0),
-            ReadPiece::Block { key, offset, len } => match last {
-                Some(last) => {
-                    let block = whole_block(vfs, &key, last)?;
-                    out.extend_from_slice(&block[offset as usize..(offset + len) as usize]);
-                }
-                None => out.extend_from_slice(&read_block_range(vfs, &key, offset, len)?),
-            },
+            ReadPiece::Block { key, offset, len } => {
+                let block = whole_block(vfs, &key, last)?;
+                out.extend_from_slice(&block[offset as usize..(offset + len) as usize]);
+            }
         }
     }
     Ok(())
@@ -278,54 +267,6 @@ fn whole_block(vfs: &Vfs, key: &BlockKey, last: &LastBlock) -> Result<Arc<Vec<u8
     }
     tracing::error!(object = %name, "read failed: {}", damage.expect("two attempts failed"));
     Err(Errno::EIO)
-}
-
-/// Reads bytes `[offset, offset+len)` of a block object and verifies them against the
-/// object's checksums: a damaged or truncated object is an EIO naming the object.
-fn read_block_range(vfs: &Vfs, key: &BlockKey, offset: u32, len: u32) -> Result<Vec<u8>> {
-    let name = key.object_name();
-    let fail = |what: &dyn std::fmt::Display| {
-        tracing::error!(object = %name, "read failed: {what}");
-        Errno::EIO
-    };
-    let plan = plan_block_read(key.len, offset, len);
-    let get = |range: &std::ops::Range<u64>| {
-        vfs.store
-            .get(&name, range.start, Some(range.end - range.start))
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => Errno::ENOENT,
-                e => fail(&e),
-            })
-    };
-    // A mismatch may have been damage in flight: fetch once more before calling the
-    // object corrupt.
-    let mut last = None;
-    for _ in 0..2 {
-        // One request when the checksums follow the data closely, else two.
-        let (data, checksums) = if plan.contiguous_within(256 << 10) {
-            let all = get(&(plan.data.start..plan.checksums.end))?;
-            let split = ((plan.checksums.start - plan.data.start) as usize).min(all.len());
-            let (d, c) = all.split_at(split);
-            (d.to_vec(), c.to_vec())
-        } else {
-            (get(&plan.data)?, get(&plan.checksums)?)
-        };
-        if !vfs.config.verify_checksums {
-            let start = (offset as u64 - plan.data.start) as usize;
-            return data
-                .get(start..start + len as usize)
-                .map(<[u8]>::to_vec)
-                .ok_or_else(|| fail(&"object is truncated"));
-        }
-        match verify_block_read(&plan, offset, len, &data, &checksums) {
-            Ok(bytes) => return Ok(bytes.to_vec()),
-            Err(e) => {
-                tracing::warn!(object = %name, "{e}; reading it again");
-                last = Some(e);
-            }
-        }
-    }
-    Err(fail(&last.expect("two attempts failed")))
 }
 
 /// Uploads `data` as a new slice and commits it at `pos` of chunk `idx`. Returns the
@@ -396,7 +337,14 @@ fn compact(vfs: &Vfs, ino: Ino, idx: ChunkIndex) -> Result<()> {
         Vec::new()
     } else {
         let mut data = Vec::with_capacity(len as usize);
-        read_pieces(vfs, &slices, plan.start, len, &mut data, None)?;
+        read_pieces(
+            vfs,
+            &slices,
+            plan.start,
+            len,
+            &mut data,
+            &LastBlock::default(),
+        )?;
         let id = vfs.meta.new_slice_id()?;
         upload_slice(vfs, id, &data)?;
         vec![SliceRef::new(plan.start, id, len)]
