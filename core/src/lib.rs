@@ -10,6 +10,8 @@
 //!   permissions, xattrs, readdir, open files, slice commits, truncation, gc queue).
 //! - [`chunk`]: the data layout: files → 64 MiB chunks → slices → block objects; read
 //!   plans that overlay slices newest-wins, write buffers, compaction.
+//! - [`cache`]: caching decisions: eviction policies, the block cache index,
+//!   consistent hashing of blocks to cache dirs and peers, readahead, metadata TTLs.
 //! - [`format`]: the volume's settings, written once by `format`.
 
 pub mod errno;
@@ -18,6 +20,7 @@ pub mod types;
 
 pub use errno::{Errno, Result};
 pub use types::*;
+pub mod cache;
 pub mod chunk;
 pub mod format;
 pub mod meta;

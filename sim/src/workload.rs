@@ -113,8 +113,10 @@ pub fn mount(world: &Arc<World>, me: usize) -> Result<(Vfs, u64), Errno> {
     ));
     let config = VfsConfig {
         buffer_size: BUFFER_SIZE,
-        max_uploads: 1,
+        // Every store call on the client's own thread, where the scheduler sees it.
+        background: false,
         verify_checksums: world.plant() != Some(Plant::SkipChecksum),
+        ..VfsConfig::default()
     };
     Ok((
         Vfs::new(Arc::new(meta), store, world.clock(), config),

@@ -132,15 +132,21 @@ pub struct MountArgs {
     /// How long the kernel caches directory name lookups.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub dir_entry_cache: Duration,
-    /// Memory for buffered writes across all open files; beyond it writes are flushed early.
+    /// Memory for writes not yet uploaded and for blocks read ahead, across all open
+    /// files: beyond it writers wait for their uploads; readahead stays within a quarter.
     #[arg(long, default_value = "300M", value_parser = parse_size, value_name = "SIZE")]
     pub buffer_size: u64,
-    /// Block uploads run in parallel per flush.
+    /// Block uploads in flight at once (writes continue while earlier blocks upload).
     #[arg(long, default_value_t = 8, value_name = "N")]
     pub max_uploads: usize,
-    /// Object-store requests in flight at once for reads (added to --max-uploads).
+    /// Block downloads in flight at once for readahead and prefetch (object-store
+    /// requests in flight are at most --max-uploads plus this).
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub max_downloads: usize,
+    /// After a small random read, fetch its whole block (and the N-1 blocks after it)
+    /// in the background for the reads nearby; 0 turns it off.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub prefetch: u32,
     /// Retries of a failing object-store request before the operation fails with EIO.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub io_retries: u32,

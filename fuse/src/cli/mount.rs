@@ -83,6 +83,9 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     let config = VfsConfig {
         buffer_size: a.buffer_size,
         max_uploads: a.max_uploads.max(1),
+        max_downloads: a.max_downloads.max(1),
+        prefetch_blocks: a.prefetch,
+        background: true,
         verify_checksums: true,
     };
     let vfs = Arc::new(Vfs::new(meta.clone(), store, system_clock(), config));

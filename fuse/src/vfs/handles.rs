@@ -1,6 +1,7 @@
 //! Open file handles and the per-inode state they share.
 
-use super::data::FileState;
+use super::write::FileState;
+use ferrofs_core::cache::readahead::Readahead;
 use ferrofs_core::Ino;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,8 +35,8 @@ pub struct OpenFile {
     pub(super) state: RwLock<FileState>,
     /// Bytes buffered across all files of this client.
     pub(super) buffered_total: Arc<AtomicU64>,
-    /// The last block object this file read, verified (see `data::LastBlock`).
-    pub(super) last_block: super::data::LastBlock,
+    /// Whether its reader is sequential, and how far ahead to fetch.
+    pub(super) readahead: Mutex<Readahead>,
 }
 
 impl OpenFile {
@@ -64,7 +65,8 @@ impl Handles {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn open(&self, ino: Ino, flags: i32) -> Fh {
+    /// Opens a handle of `ino`; `readahead` is the state a newly opened inode starts with.
+    pub fn open(&self, ino: Ino, flags: i32, readahead: Readahead) -> Fh {
         let mut t = self.lock();
         let total = self.buffered_total.clone();
         let entry = t.files.entry(ino).or_insert_with(|| {
@@ -72,7 +74,7 @@ impl Handles {
                 ino,
                 state: RwLock::new(FileState::default()),
                 buffered_total: total,
-                last_block: Default::default(),
+                readahead: Mutex::new(readahead),
             };
             (Arc::new(file), 0)
         });

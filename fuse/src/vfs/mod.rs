@@ -1,12 +1,19 @@
-//! The client's I/O glue, independent of FUSE: open handles, per-file write buffers,
-//! reads that assemble block ranges from the object store, uploads of flushed slices,
-//! and background deletion of unreferenced objects. Every decision it needs (layout,
-//! permissions, what to delete) comes from `ferrofs-core`; this module only performs
-//! the I/O those decisions call for.
+//! The client's I/O glue, independent of FUSE: open handles (`handles`), the write path
+//! with background uploads committed in order (`write`), the read path with readahead
+//! (`read`), where verified block data comes from (`blocks`), background deletion of
+//! unreferenced objects (`gc`) and the worker threads (`pool`). Every decision it needs
+//! (layout, permissions, readahead, what to delete) comes from `ferrofs-core`; this
+//! module only performs the I/O those decisions call for.
 
-mod data;
+mod blocks;
+mod gc;
 mod handles;
+mod pool;
+mod read;
+mod write;
 
+use blocks::Blocks;
+use ferrofs_core::cache::readahead::Readahead;
 use ferrofs_core::meta::Meta;
 use ferrofs_core::{
     Attr, Ctx, DirEntry, Errno, FileType, Ino, RenameFlags, Result, SetAttr, StatFs, Timespec,
@@ -14,6 +21,7 @@ use ferrofs_core::{
 };
 use ferrofs_s3_backend::ObjectStore;
 use handles::Handles;
+use pool::Pool;
 use std::sync::Arc;
 
 pub use handles::Fh;
@@ -34,10 +42,20 @@ pub fn system_clock() -> Clock {
 /// Client tuning.
 #[derive(Clone, Debug)]
 pub struct VfsConfig {
-    /// Total bytes buffered across all open files before writes are flushed early.
+    /// Memory for this client's uncommitted writes and fetched blocks: beyond it a
+    /// writer waits for its uploads; readahead stays within a quarter of it.
     pub buffer_size: u64,
-    /// Block uploads run in parallel up to this many per flush.
+    /// Block uploads in flight at once (the upload workers).
     pub max_uploads: usize,
+    /// Background block fetches in flight at once (the prefetch workers).
+    pub max_downloads: usize,
+    /// Whole blocks fetched in the background after a small random read: the block it
+    /// fell in and the ones after it (0: none).
+    pub prefetch_blocks: u32,
+    /// Run uploads and prefetches on worker threads. Off, every store call happens on
+    /// the calling thread, one at a time, and nothing is read ahead: the simulator
+    /// needs that, as it schedules each client's calls on the client's own thread.
+    pub background: bool,
     /// Verify block checksums on read (on by default). Turning it off only saves a
     /// CRC per 64 KiB; the simulator turns it off to prove its data checker catches
     /// the corrupt bytes that then get through.
@@ -49,6 +67,9 @@ impl Default for VfsConfig {
         VfsConfig {
             buffer_size: 300 << 20,
             max_uploads: 8,
+            max_downloads: 16,
+            prefetch_blocks: 1,
+            background: true,
             verify_checksums: true,
         }
     }
@@ -61,6 +82,8 @@ pub struct Vfs {
     clock: Clock,
     config: VfsConfig,
     handles: Handles,
+    blocks: Arc<Blocks>,
+    uploads: Pool,
 }
 
 impl Vfs {
@@ -70,13 +93,36 @@ impl Vfs {
         clock: Clock,
         config: VfsConfig,
     ) -> Vfs {
+        let workers = |n: usize| if config.background { n.max(1) } else { 0 };
+        let blocks = Blocks::new(
+            store.clone(),
+            config.verify_checksums,
+            config.buffer_size / 2,
+            workers(config.max_downloads),
+        );
         Vfs {
             meta,
+            uploads: Pool::new("ferrofs-upload", workers(config.max_uploads)),
             store,
             clock,
-            config,
             handles: Handles::default(),
+            blocks: Arc::new(blocks),
+            config,
         }
+    }
+
+    fn block_size(&self) -> u32 {
+        self.meta.format_info().block_size
+    }
+
+    /// Readahead state for a newly opened file: at most a quarter of the buffer ahead.
+    fn readahead(&self) -> Readahead {
+        let window = if self.config.background {
+            self.config.buffer_size / 4
+        } else {
+            0
+        };
+        Readahead::new(self.block_size(), window)
     }
 
     pub fn meta(&self) -> &Arc<Meta> {
@@ -213,13 +259,13 @@ impl Vfs {
         let attr = self
             .meta
             .open(&Ctx::root(), attr.ino, flags & !libc::O_TRUNC)?;
-        let fh = self.handles.open(attr.ino, flags);
+        let fh = self.handles.open(attr.ino, flags, self.readahead());
         Ok((fh, attr))
     }
 
     pub fn open(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<(Fh, Attr)> {
         let attr = self.meta.open(ctx, ino, flags)?;
-        let fh = self.handles.open(ino, flags);
+        let fh = self.handles.open(ino, flags, self.readahead());
         Ok((fh, self.overlay(attr)))
     }
 
@@ -236,11 +282,7 @@ impl Vfs {
         if !h.writable() {
             return Err(Errno::EBADF);
         }
-        let len = h.file.write(self, offset, data)?;
-        if self.handles.buffered_bytes() > self.config.buffer_size {
-            h.file.flush(self)?;
-        }
-        Ok(len)
+        h.file.write(self, offset, data)
     }
 
     /// `close()` of a descriptor: buffered writes become visible to other clients
@@ -324,7 +366,7 @@ impl Vfs {
     /// Deletes the objects of up to `limit` slices that no metadata refers to any more
     /// (the gc queue). Returns how many slices were collected.
     pub fn collect_garbage(&self, limit: usize) -> Result<usize> {
-        data::collect_garbage(self, limit)
+        gc::collect_garbage(self, limit)
     }
 
     /// Flushes every open file and syncs metadata: called at unmount.

@@ -1,0 +1,302 @@
+//! The client's metadata cache: attributes, name lookups (positive and negative) and
+//! directory listing pages, each served from memory until its TTL runs out.
+//!
+//! Coherence rules (the shell applies them, see ARCHITECTURE.md "Metadata caches"):
+//! - this client's own changes invalidate what they touch at once, so it always sees
+//!   its own writes;
+//! - `open` reads attributes from the engine (close-to-open) unless `--open-cache`;
+//! - another client's change shows once the entry's TTL has run out.
+//!
+//! Entries are bounded in number; past the bound the oldest insertions go first.
+//! Time is passed in (nanoseconds on any monotonic scale).
+
+use crate::types::{Attr, DirEntry, Ino};
+use std::collections::{BTreeMap, VecDeque};
+
+/// What a name lookup may be answered with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CachedEntry {
+    /// The name refers to this inode.
+    Found(Ino),
+    /// The name did not exist (a negative entry).
+    Missing,
+}
+
+#[derive(Clone, Debug)]
+struct Timed<T> {
+    value: T,
+    expires: u64,
+}
+
+/// Listing pages are keyed by directory, cookie and whether attributes were included.
+type PageKey = (Ino, u64, bool);
+
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Key {
+    Attr(Ino),
+    Entry(Ino, Vec<u8>),
+    Page(PageKey),
+}
+
+/// TTLs of the cache, in nanoseconds (0 turns that part off).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MetaCacheTtl {
+    pub attr: u64,
+    pub entry: u64,
+    pub negative: u64,
+    pub dir: u64,
+}
+
+/// Attributes, entries and listing pages of one client.
+#[derive(Debug)]
+pub struct MetaCache {
+    ttl: MetaCacheTtl,
+    capacity: usize,
+    attrs: BTreeMap<Ino, Timed<Attr>>,
+    entries: BTreeMap<(Ino, Vec<u8>), Timed<CachedEntry>>,
+    pages: BTreeMap<PageKey, Timed<Vec<DirEntry>>>,
+    /// Insertion order, for the bound (stale keys are skipped when popped).
+    order: VecDeque<Key>,
+}
+
+impl MetaCache {
+    /// A cache with `ttl`s holding at most about `capacity` items of each kind.
+    pub fn new(ttl: MetaCacheTtl, capacity: usize) -> MetaCache {
+        MetaCache {
+            ttl,
+            capacity,
+            attrs: BTreeMap::new(),
+            entries: BTreeMap::new(),
+            pages: BTreeMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn ttl(&self) -> MetaCacheTtl {
+        self.ttl
+    }
+
+    /// Cached attributes of `ino`, if still fresh at `now`.
+    pub fn attr(&self, ino: Ino, now: u64) -> Option<Attr> {
+        fresh(self.attrs.get(&ino), now).cloned()
+    }
+
+    pub fn put_attr(&mut self, attr: Attr, now: u64) {
+        if self.ttl.attr == 0 {
+            return;
+        }
+        let ino = attr.ino;
+        let t = Timed {
+            value: attr,
+            expires: now.saturating_add(self.ttl.attr),
+        };
+        if self.attrs.insert(ino, t).is_none() {
+            self.remember(Key::Attr(ino));
+        }
+    }
+
+    /// What `name` in `parent` was found to be, if still fresh at `now`.
+    pub fn entry(&self, parent: Ino, name: &[u8], now: u64) -> Option<CachedEntry> {
+        fresh(self.entries.get(&(parent, name.to_vec())), now).copied()
+    }
+
+    pub fn put_entry(&mut self, parent: Ino, name: &[u8], entry: CachedEntry, now: u64) {
+        let ttl = match entry {
+            CachedEntry::Found(_) => self.ttl.entry,
+            CachedEntry::Missing => self.ttl.negative,
+        };
+        if ttl == 0 {
+            return;
+        }
+        let t = Timed {
+            value: entry,
+            expires: now.saturating_add(ttl),
+        };
+        if self.entries.insert((parent, name.to_vec()), t).is_none() {
+            self.remember(Key::Entry(parent, name.to_vec()));
+        }
+    }
+
+    /// A cached listing page of `dir` from cookie `offset`, if still fresh.
+    pub fn page(&self, dir: Ino, offset: u64, plus: bool, now: u64) -> Option<&[DirEntry]> {
+        fresh(self.pages.get(&(dir, offset, plus)), now).map(|v| v.as_slice())
+    }
+
+    pub fn put_page(&mut self, dir: Ino, offset: u64, plus: bool, page: Vec<DirEntry>, now: u64) {
+        if self.ttl.dir == 0 {
+            return;
+        }
+        let t = Timed {
+            value: page,
+            expires: now.saturating_add(self.ttl.dir),
+        };
+        if self.pages.insert((dir, offset, plus), t).is_none() {
+            self.remember(Key::Page((dir, offset, plus)));
+        }
+    }
+
+    /// Forgets the attributes of `ino`.
+    pub fn forget_attr(&mut self, ino: Ino) {
+        self.attrs.remove(&ino);
+    }
+
+    /// Forgets what `name` in `parent` is.
+    pub fn forget_entry(&mut self, parent: Ino, name: &[u8]) {
+        self.entries.remove(&(parent, name.to_vec()));
+    }
+
+    /// A directory changed: forgets its attributes and its listing pages.
+    pub fn dir_changed(&mut self, dir: Ino) {
+        self.attrs.remove(&dir);
+        let pages: Vec<PageKey> = self
+            .pages
+            .range((dir, 0, false)..=(dir, u64::MAX, true))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in pages {
+            self.pages.remove(&k);
+        }
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.attrs.clear();
+        self.entries.clear();
+        self.pages.clear();
+        self.order.clear();
+    }
+
+    /// Items held (attributes, entries, pages).
+    pub fn len(&self) -> (usize, usize, usize) {
+        (self.attrs.len(), self.entries.len(), self.pages.len())
+    }
+
+    fn remember(&mut self, key: Key) {
+        self.order.push_back(key);
+        let over = |c: &MetaCache| {
+            c.attrs.len() > c.capacity || c.entries.len() > c.capacity || c.pages.len() > c.capacity
+        };
+        while over(self) {
+            match self.order.pop_front() {
+                Some(Key::Attr(i)) => {
+                    self.attrs.remove(&i);
+                }
+                Some(Key::Entry(p, n)) => {
+                    self.entries.remove(&(p, n));
+                }
+                Some(Key::Page(k)) => {
+                    self.pages.remove(&k);
+                }
+                None => break,
+            }
+        }
+        // Keys of items removed by invalidation stay in `order` until popped; bound
+        // that backlog too.
+        if self.order.len() > 4 * self.capacity.max(1) {
+            let (a, e, p) = (&self.attrs, &self.entries, &self.pages);
+            self.order.retain(|k| match k {
+                Key::Attr(i) => a.contains_key(i),
+                Key::Entry(pa, n) => e.contains_key(&(*pa, n.clone())),
+                Key::Page(k) => p.contains_key(k),
+            });
+        }
+    }
+}
+
+fn fresh<T>(t: Option<&Timed<T>>, now: u64) -> Option<&T> {
+    t.filter(|t| now < t.expires).map(|t| &t.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{FileType, Timespec};
+
+    const S: u64 = 1_000_000_000;
+
+    fn ttl(all: u64) -> MetaCacheTtl {
+        MetaCacheTtl {
+            attr: all,
+            entry: all,
+            negative: all,
+            dir: all,
+        }
+    }
+
+    fn attr(ino: u64) -> Attr {
+        Attr {
+            ino: Ino(ino),
+            kind: FileType::RegularFile,
+            perm: 0o644,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            size: ino * 10,
+            rdev: 0,
+            atime: Timespec::default(),
+            mtime: Timespec::default(),
+            ctime: Timespec::default(),
+            parent: Ino(0),
+        }
+    }
+
+    #[test]
+    fn items_expire_after_their_ttl() {
+        let mut c = MetaCache::new(ttl(5 * S), 100);
+        c.put_attr(attr(7), 0);
+        c.put_entry(Ino(1), b"a", CachedEntry::Found(Ino(7)), 0);
+        c.put_entry(Ino(1), b"b", CachedEntry::Missing, 0);
+        assert_eq!(c.attr(Ino(7), 5 * S - 1).map(|a| a.size), Some(70));
+        assert_eq!(c.entry(Ino(1), b"b", S), Some(CachedEntry::Missing));
+        assert_eq!(c.attr(Ino(7), 5 * S), None);
+        assert_eq!(c.entry(Ino(1), b"a", 5 * S), None);
+    }
+
+    #[test]
+    fn zero_ttl_caches_nothing_and_negative_ttl_is_separate() {
+        let mut c = MetaCache::new(
+            MetaCacheTtl {
+                negative: 0,
+                ..ttl(S)
+            },
+            100,
+        );
+        c.put_entry(Ino(1), b"x", CachedEntry::Missing, 0);
+        assert_eq!(c.entry(Ino(1), b"x", 0), None);
+        let mut off = MetaCache::new(ttl(0), 100);
+        off.put_attr(attr(1), 0);
+        off.put_page(Ino(1), 0, true, Vec::new(), 0);
+        assert_eq!(off.len(), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_changed_dir_loses_its_pages_and_attrs_only() {
+        let mut c = MetaCache::new(ttl(S), 100);
+        c.put_attr(attr(2), 0);
+        c.put_attr(attr(3), 0);
+        c.put_page(Ino(2), 0, true, Vec::new(), 0);
+        c.put_page(Ino(2), 300, false, Vec::new(), 0);
+        c.put_page(Ino(3), 0, true, Vec::new(), 0);
+        c.dir_changed(Ino(2));
+        assert!(c.attr(Ino(2), 0).is_none() && c.attr(Ino(3), 0).is_some());
+        assert!(c.page(Ino(2), 0, true, 0).is_none() && c.page(Ino(2), 300, false, 0).is_none());
+        assert!(c.page(Ino(3), 0, true, 0).is_some());
+    }
+
+    #[test]
+    fn the_oldest_go_past_the_bound() {
+        let mut c = MetaCache::new(ttl(S), 3);
+        for i in 1..=5 {
+            c.put_attr(attr(i), 0);
+        }
+        assert_eq!(c.len().0, 3);
+        assert!(c.attr(Ino(1), 0).is_none() && c.attr(Ino(2), 0).is_none());
+        assert!(c.attr(Ino(5), 0).is_some());
+        // Invalidated keys do not pile up.
+        for i in 0..100 {
+            c.put_attr(attr(10 + i), 0);
+            c.forget_attr(Ino(10 + i));
+        }
+        assert!(c.order.len() <= 12);
+    }
+}

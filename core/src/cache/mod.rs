@@ -1,0 +1,12 @@
+//! Caching decisions of the client: which blocks stay in the local block cache and which
+//! go (`policy`), which cache dir (or, later, which cache-group member) owns a block
+//! (`ring`), what the block cache holds and how full each dir is (`index`), what to read
+//! ahead for a sequential reader (`readahead`), and how long metadata may be served from
+//! memory (`meta`). Like the rest of the core it does no I/O: the shell reports what it
+//! read, wrote and found on disk, and passes time and seeds in.
+
+pub mod policy;
+pub mod ring;
+pub mod readahead;
+pub mod index;
+pub mod meta;

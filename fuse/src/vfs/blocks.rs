@@ -1,0 +1,219 @@
+//! Where a client gets verified block data from: recently fetched blocks in memory,
+//! a fetch already in flight (single-flight: concurrent readers of one block share one
+//! GET), the local block cache, and last the object store. Prefetches for readahead run
+//! on a pool of download threads and land in the same memory set.
+//!
+//! Block objects never change once written (a slice id is never reused), so a block in
+//! memory or in a cache is valid for as long as any slice list names it.
+
+use super::pool::{Pool, Task};
+use ferrofs_core::cache::policy::{new_policy, EvictionPolicy, PolicyKind};
+use ferrofs_core::chunk::block::{decode_block, plan_block_read, verify_block_read, BlockError};
+use ferrofs_core::chunk::BlockKey;
+use ferrofs_core::{Errno, Result};
+use ferrofs_s3_backend::{ObjectStore, StoreError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// Verified bytes of a whole block, or why there are none (ENOENT: the object is missing).
+pub type Fetched = Result<Arc<Vec<u8>>>;
+
+/// Recently fetched blocks, least recently used first out, bounded in bytes.
+struct Recent {
+    blocks: BTreeMap<BlockKey, Arc<Vec<u8>>>,
+    order: Box<dyn EvictionPolicy<BlockKey>>,
+    bytes: u64,
+    capacity: u64,
+}
+
+impl Recent {
+    fn get(&mut self, key: &BlockKey) -> Option<Arc<Vec<u8>>> {
+        let b = self.blocks.get(key)?.clone();
+        self.order.touch(key);
+        Some(b)
+    }
+
+    fn insert(&mut self, key: BlockKey, data: Arc<Vec<u8>>) {
+        if self.capacity == 0 || self.blocks.contains_key(&key) {
+            return;
+        }
+        self.bytes += data.len() as u64;
+        self.order.insert(key, data.len() as u64);
+        self.blocks.insert(key, data);
+        while self.bytes > self.capacity {
+            let Some(victim) = self.order.evict() else {
+                break;
+            };
+            if let Some(b) = self.blocks.remove(&victim) {
+                self.bytes -= b.len() as u64;
+            }
+        }
+    }
+}
+
+/// The block source of one client.
+pub struct Blocks {
+    store: Arc<dyn ObjectStore>,
+    verify: bool,
+    recent: Mutex<Recent>,
+    inflight: Mutex<BTreeMap<BlockKey, Arc<Task<Fetched>>>>,
+    prefetcher: Pool,
+}
+
+impl Blocks {
+    /// `memory`: bytes of recently fetched blocks kept (readahead lands there);
+    /// `prefetch_threads`: background fetchers (0: prefetching is off).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        verify: bool,
+        memory: u64,
+        prefetch_threads: usize,
+    ) -> Blocks {
+        Blocks {
+            store,
+            verify,
+            recent: Mutex::new(Recent {
+                blocks: BTreeMap::new(),
+                order: new_policy(PolicyKind::Lru, 0),
+                bytes: 0,
+                capacity: memory,
+            }),
+            inflight: Mutex::default(),
+            prefetcher: Pool::new("ferrofs-prefetch", prefetch_threads),
+        }
+    }
+
+    /// The verified data of block `key`.
+    pub fn block(&self, key: &BlockKey) -> Fetched {
+        if let Some(b) = lock(&self.recent).get(key) {
+            return Ok(b);
+        }
+        let task = {
+            let mut inflight = lock(&self.inflight);
+            if let Some(t) = inflight.get(key) {
+                let t = t.clone();
+                drop(inflight);
+                return t.wait();
+            }
+            let t = Task::new();
+            inflight.insert(*key, t.clone());
+            t
+        };
+        let fetched = self.fetch_whole(key);
+        if let Ok(b) = &fetched {
+            lock(&self.recent).insert(*key, b.clone());
+        }
+        task.complete(fetched.clone());
+        lock(&self.inflight).remove(key);
+        fetched
+    }
+
+    /// Bytes `[offset, offset+len)` of block `key`, verified: from memory if the block
+    /// is there, else with a ranged read of just the segments they lie in (not waiting
+    /// for a whole-block fetch that may be under way: the range comes sooner).
+    pub fn range(&self, key: &BlockKey, offset: u32, len: u32) -> Result<Vec<u8>> {
+        if let Some(b) = lock(&self.recent).get(key) {
+            return Ok(b[offset as usize..(offset + len) as usize].to_vec());
+        }
+        self.fetch_range(key, offset, len)
+    }
+
+    /// Whether the block is in memory or being fetched.
+    pub fn is_at_hand(&self, key: &BlockKey) -> bool {
+        lock(&self.recent).blocks.contains_key(key) || lock(&self.inflight).contains_key(key)
+    }
+
+    /// Whether background fetching is on.
+    pub fn prefetches(&self) -> bool {
+        !self.prefetcher.is_inline()
+    }
+
+    /// Fetches `key` in the background unless it is at hand (or prefetching is off).
+    pub fn prefetch(self: &Arc<Self>, key: BlockKey) {
+        if self.prefetcher.is_inline() || self.is_at_hand(&key) {
+            return;
+        }
+        let me = self.clone();
+        self.prefetcher.spawn(move || {
+            let _ = me.block(&key);
+        });
+    }
+
+    fn get(&self, name: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
+        self.store.get(name, offset, len).map_err(|e| match e {
+            StoreError::NotFound(_) => Errno::ENOENT,
+            e => {
+                tracing::error!(object = %name, "read failed: {e}");
+                Errno::EIO
+            }
+        })
+    }
+
+    /// One GET of the whole object, verified. A mismatch may have been damage in
+    /// flight: it is fetched once more before the object is called corrupt (EIO).
+    fn fetch_whole(&self, key: &BlockKey) -> Fetched {
+        let name = key.object_name();
+        self.verified(&name, || {
+            let object = self.get(&name, 0, None)?;
+            Ok(if self.verify {
+                decode_block(key.len, &object).map(|d| d.to_vec())
+            } else {
+                object
+                    .get(..key.len as usize)
+                    .map(|d| d.to_vec())
+                    .ok_or(BlockError::Truncated)
+            })
+        })
+        .map(Arc::new)
+    }
+
+    /// A ranged read of the segments holding `[offset, offset+len)` and their checksums.
+    fn fetch_range(&self, key: &BlockKey, offset: u32, len: u32) -> Result<Vec<u8>> {
+        let name = key.object_name();
+        let plan = plan_block_read(key.len, offset, len);
+        self.verified(&name, || {
+            let (data, crcs) = if plan.contiguous_within(64 << 10) {
+                let all = self.get(&name, plan.data.start, Some(plan.checksums.end - plan.data.start))?;
+                let split = ((plan.checksums.start - plan.data.start) as usize).min(all.len());
+                (all[..split].to_vec(), all[split..].to_vec())
+            } else {
+                let n = plan.data.end - plan.data.start;
+                let data = self.get(&name, plan.data.start, Some(n))?;
+                let n = plan.checksums.end - plan.checksums.start;
+                (data, self.get(&name, plan.checksums.start, Some(n))?)
+            };
+            if !self.verify {
+                let start = (offset as u64 - plan.data.start) as usize;
+                return Ok(data
+                    .get(start..start + len as usize)
+                    .map(|d| d.to_vec())
+                    .ok_or(BlockError::Truncated));
+            }
+            Ok(verify_block_read(&plan, offset, len, &data, &crcs).map(|d| d.to_vec()))
+        })
+    }
+
+    /// Runs `attempt` up to twice while it returns damaged data.
+    fn verified(
+        &self,
+        name: &str,
+        attempt: impl Fn() -> Result<std::result::Result<Vec<u8>, BlockError>>,
+    ) -> Result<Vec<u8>> {
+        let mut damage = None;
+        for _ in 0..2 {
+            match attempt()? {
+                Ok(data) => return Ok(data),
+                Err(e) => {
+                    tracing::warn!(object = %name, "{e}; reading it again");
+                    damage = Some(e);
+                }
+            }
+        }
+        tracing::error!(object = %name, "read failed: {}", damage.expect("two attempts failed"));
+        Err(Errno::EIO)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
