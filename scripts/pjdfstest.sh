@@ -58,7 +58,8 @@ for m in file s3; do
         store=(--storage s3 --bucket "http://127.0.0.1:$port/pjdfstest" --access-key pjdkey --secret-key pjdsecret)
     fi
     "$bin" format "sled://$work/meta-$m" pjdfstest "${store[@]}" >/dev/null
-    "$bin" mount "sled://$work/meta-$m" "$work/mnt-$m" -d --log "$work/mount-$m.log" >/dev/null
+    "$bin" mount "sled://$work/meta-$m" "$work/mnt-$m" -d --log "$work/mount-$m.log" \
+        --cache-dir "$work/cache-$m" >/dev/null
     chmod 777 "$work/mnt-$m"
     run_pjd "$work/mnt-$m" "$work/ferrofs-$m.out"
     "$bin" umount "$work/mnt-$m" >/dev/null

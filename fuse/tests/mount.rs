@@ -258,7 +258,8 @@ fn damaged_objects_are_eio_never_wrong_bytes() {
     let second = v.data.join(&objects[1]);
     let bytes = std::fs::read(&second).unwrap();
     std::fs::write(&second, &bytes[..bytes.len() - 10]).unwrap();
-    v.mount();
+    // Without the local cache, which kept good copies of what this client wrote.
+    v.mount_with(&["--cache-size", "0"]);
     let mut f = std::fs::File::open(v.path("f")).unwrap();
     let mut buf = vec![0u8; 4096];
     let err = f.read_exact(&mut buf).unwrap_err();
@@ -275,5 +276,44 @@ fn damaged_objects_are_eio_never_wrong_bytes() {
     f.read_exact(&mut buf).unwrap();
     assert_eq!(buf, data[140_000..144_096]);
     drop(f);
+    v.umount();
+}
+
+#[test]
+fn the_block_cache_serves_reads_across_remounts_and_refetches_damaged_copies() {
+    let mut v = Volume::new();
+    v.format();
+    v.mount();
+    let data = pattern(200_000, 9);
+    std::fs::write(v.path("f"), &data).unwrap();
+    v.umount();
+    // What the client wrote, it cached: four 64 KiB blocks.
+    let cached = sh(
+        &v.cache_dir(),
+        "find . -type f -path '*/raw/chunks/*' | sort",
+    );
+    let cached: Vec<String> = stdout(&cached).lines().map(str::to_string).collect();
+    assert_eq!(cached.len(), 4, "{cached:?}");
+    let first = v.cache_dir().join(&cached[0]);
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[10] ^= 0x01;
+    std::fs::write(&first, &bytes).unwrap();
+    v.mount();
+    assert_eq!(
+        std::fs::read(v.path("f")).unwrap(),
+        data,
+        "damaged copy refetched"
+    );
+    v.umount();
+    // With every object gone from the store, the cache alone serves the file.
+    let o = sh(&v.data, "find . -type f -path './chunks/*' -delete");
+    assert!(o.status.success());
+    assert_eq!(objects_in(&v.data), 0);
+    v.mount();
+    assert_eq!(
+        std::fs::read(v.path("f")).unwrap(),
+        data,
+        "read from the cache"
+    );
     v.umount();
 }

@@ -121,7 +121,17 @@ impl Mounted {
         let format: Vec<&str> = format.iter().map(String::as_str).collect();
         run(&bin, &format);
         let log = format!("{d}/ferrofs.log");
-        let mut args = vec!["mount", &meta, mnt.to_str().unwrap(), "-d", "--log", &log];
+        let cache = format!("{d}/cache");
+        let mut args = vec![
+            "mount",
+            &meta,
+            mnt.to_str().unwrap(),
+            "-d",
+            "--log",
+            &log,
+            "--cache-dir",
+            &cache,
+        ];
         // Extra mount options, e.g. `--entry-cache 0 --dir-entry-cache 0` to look behind
         // the kernel's caches.
         let extra = std::env::var("FERROFS_MOUNT_ARGS").unwrap_or_default();

@@ -126,8 +126,9 @@ impl BlockCacheIndex {
         self.dirs.iter().position(|d| d.name == name).map(DirId)
     }
 
-    /// Where `key` is cached, counting a hit or a miss.
-    pub fn lookup(&mut self, key: &BlockKey) -> Option<DirId> {
+    /// Where `key` is cached and whether it is pinned (staged), counting a hit or a
+    /// miss.
+    pub fn lookup(&mut self, key: &BlockKey) -> Option<(DirId, bool)> {
         match self.entries.get(key) {
             Some(e) => {
                 self.stats.hits += 1;
@@ -135,13 +136,18 @@ impl BlockCacheIndex {
                 if !e.pinned {
                     self.dirs[e.dir.0].policy.touch(key);
                 }
-                Some(e.dir)
+                Some((e.dir, e.pinned))
             }
             None => {
                 self.stats.misses += 1;
                 None
             }
         }
+    }
+
+    /// Where `key` is cached and whether it is pinned (no counting, no touching).
+    pub fn dir_of(&self, key: &BlockKey) -> Option<(DirId, bool)> {
+        self.entries.get(key).map(|e| (e.dir, e.pinned))
     }
 
     /// Whether `key` is cached (no counting, no touching).
@@ -390,7 +396,7 @@ mod tests {
             let a = c.admit(key(n), 100).unwrap();
             assert!(a.evict.is_empty());
         }
-        assert_eq!(c.lookup(&key(0)), Some(DirId(0)));
+        assert_eq!(c.lookup(&key(0)), Some((DirId(0), false)));
         let a = c.admit(key(3), 100).unwrap();
         assert_eq!(a.evict, vec![key(1)], "the least recently used goes");
         assert_eq!(c.lookup(&key(1)), None);

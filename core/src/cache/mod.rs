@@ -5,8 +5,8 @@
 //! memory (`meta`). Like the rest of the core it does no I/O: the shell reports what it
 //! read, wrote and found on disk, and passes time and seeds in.
 
-pub mod policy;
-pub mod ring;
-pub mod readahead;
 pub mod index;
 pub mod meta;
+pub mod policy;
+pub mod readahead;
+pub mod ring;

@@ -2,6 +2,7 @@
 //! in its own module; errors reach the user as one line saying what is wrong and what
 //! to do, with a non-zero exit code.
 
+mod cache_opts;
 mod format;
 mod mount;
 pub mod mountinfo;
@@ -153,6 +154,23 @@ pub struct MountArgs {
     /// Time allowed for one object-store request.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
+    /// Block cache dirs on local disks, separated by ':'; shell wildcards pick up
+    /// however many disks a node has (e.g. /var/lib/kubelet/ferrofs_cache/*cache), and
+    /// `memory` keeps the cache in memory. Default: /var/lib/ferrofs/cache as root,
+    /// else ~/.ferrofs/cache.
+    #[arg(long, value_name = "DIRS")]
+    pub cache_dir: Option<String>,
+    /// Total size of the block cache, split evenly across the cache dirs; 0 turns it off.
+    #[arg(long, default_value = "100G", value_parser = parse_size, value_name = "SIZE")]
+    pub cache_size: u64,
+    /// Keep at least this fraction of each cache disk free (the cache shrinks to stay
+    /// within it).
+    #[arg(long, default_value_t = 0.1, value_name = "RATIO")]
+    pub free_space_ratio: f64,
+    /// Which cached blocks go first when the cache is full: s3-fifo, lru, sieve, fifo,
+    /// random or 2-random (see bench/README.md for why s3-fifo).
+    #[arg(long, default_value = "s3-fifo", value_name = "POLICY")]
+    pub cache_eviction: ferrofs_core::cache::policy::PolicyKind,
     /// Threads serving FUSE requests.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub threads: usize,

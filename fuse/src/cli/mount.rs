@@ -88,7 +88,25 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         background: true,
         verify_checksums: true,
     };
-    let vfs = Arc::new(Vfs::new(meta.clone(), store, system_clock(), config));
+    let cache_spec = a.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let cache = super::cache_opts::open_block_cache(
+        &cache_spec,
+        a.cache_size,
+        a.free_space_ratio,
+        a.cache_eviction,
+        &format.uuid,
+    )?;
+    let (cache, _staged) = match cache {
+        Some((c, staged)) => (Some(c), staged),
+        None => (None, Vec::new()),
+    };
+    let vfs = Arc::new(Vfs::with_cache(
+        meta.clone(),
+        store,
+        system_clock(),
+        config,
+        cache,
+    ));
     let fs = FerroFs::new(
         vfs.clone(),
         KernelCache {
@@ -299,6 +317,17 @@ fn default_log_path() -> PathBuf {
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
         home.join(".ferrofs").join("ferrofs.log")
+    }
+}
+
+fn default_cache_dir() -> String {
+    if unsafe { libc::geteuid() } == 0 {
+        "/var/lib/ferrofs/cache".to_string()
+    } else {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        home.join(".ferrofs").join("cache").display().to_string()
     }
 }
 

@@ -6,6 +6,7 @@
 //! Block objects never change once written (a slice id is never reused), so a block in
 //! memory or in a cache is valid for as long as any slice list names it.
 
+use super::cache::BlockCache;
 use super::pool::{Pool, Task};
 use ferrofs_core::cache::policy::{new_policy, EvictionPolicy, PolicyKind};
 use ferrofs_core::chunk::block::{decode_block, plan_block_read, verify_block_read, BlockError};
@@ -54,6 +55,7 @@ impl Recent {
 /// The block source of one client.
 pub struct Blocks {
     store: Arc<dyn ObjectStore>,
+    cache: Option<Arc<BlockCache>>,
     verify: bool,
     recent: Mutex<Recent>,
     inflight: Mutex<BTreeMap<BlockKey, Arc<Task<Fetched>>>>,
@@ -65,12 +67,14 @@ impl Blocks {
     /// `prefetch_threads`: background fetchers (0: prefetching is off).
     pub fn new(
         store: Arc<dyn ObjectStore>,
+        cache: Option<Arc<BlockCache>>,
         verify: bool,
         memory: u64,
         prefetch_threads: usize,
     ) -> Blocks {
         Blocks {
             store,
+            cache,
             verify,
             recent: Mutex::new(Recent {
                 blocks: BTreeMap::new(),
@@ -115,6 +119,10 @@ impl Blocks {
         if let Some(b) = lock(&self.recent).get(key) {
             return Ok(b[offset as usize..(offset + len) as usize].to_vec());
         }
+        if self.cache.as_ref().is_some_and(|c| c.contains(key)) {
+            let b = self.block(key)?;
+            return Ok(b[offset as usize..(offset + len) as usize].to_vec());
+        }
         self.fetch_range(key, offset, len)
     }
 
@@ -149,20 +157,28 @@ impl Blocks {
         })
     }
 
-    /// One GET of the whole object, verified. A mismatch may have been damage in
-    /// flight: it is fetched once more before the object is called corrupt (EIO).
+    /// The block from the local cache, else one GET of the whole object, verified
+    /// and then cached. A mismatch may have been damage in flight: it is fetched once
+    /// more before the object is called corrupt (EIO).
     fn fetch_whole(&self, key: &BlockKey) -> Fetched {
+        if let Some(data) = self.cache.as_ref().and_then(|c| c.get(key)) {
+            return Ok(Arc::new(data));
+        }
         let name = key.object_name();
         self.verified(&name, || {
-            let object = self.get(&name, 0, None)?;
-            Ok(if self.verify {
-                decode_block(key.len, &object).map(|d| d.to_vec())
-            } else {
-                object
-                    .get(..key.len as usize)
-                    .map(|d| d.to_vec())
-                    .ok_or(BlockError::Truncated)
-            })
+            let mut object = self.get(&name, 0, None)?;
+            if self.verify {
+                if let Err(e) = decode_block(key.len, &object) {
+                    return Ok(Err(e));
+                }
+                if let Some(c) = &self.cache {
+                    c.put(key, &object);
+                }
+            } else if object.len() < key.len as usize {
+                return Ok(Err(BlockError::Truncated));
+            }
+            object.truncate(key.len as usize);
+            Ok(Ok(object))
         })
         .map(Arc::new)
     }
@@ -173,7 +189,11 @@ impl Blocks {
         let plan = plan_block_read(key.len, offset, len);
         self.verified(&name, || {
             let (data, crcs) = if plan.contiguous_within(64 << 10) {
-                let all = self.get(&name, plan.data.start, Some(plan.checksums.end - plan.data.start))?;
+                let all = self.get(
+                    &name,
+                    plan.data.start,
+                    Some(plan.checksums.end - plan.data.start),
+                )?;
                 let split = ((plan.checksums.start - plan.data.start) as usize).min(all.len());
                 (all[..split].to_vec(), all[split..].to_vec())
             } else {

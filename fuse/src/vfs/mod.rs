@@ -6,6 +6,7 @@
 //! module only performs the I/O those decisions call for.
 
 mod blocks;
+pub mod cache;
 mod gc;
 mod handles;
 mod pool;
@@ -13,6 +14,7 @@ mod read;
 mod write;
 
 use blocks::Blocks;
+use cache::BlockCache;
 use ferrofs_core::cache::readahead::Readahead;
 use ferrofs_core::meta::Meta;
 use ferrofs_core::{
@@ -83,25 +85,40 @@ pub struct Vfs {
     config: VfsConfig,
     handles: Handles,
     blocks: Arc<Blocks>,
+    cache: Option<Arc<BlockCache>>,
     uploads: Pool,
 }
 
 impl Vfs {
+    /// A client without a local block cache.
     pub fn new(
         meta: Arc<Meta>,
         store: Arc<dyn ObjectStore>,
         clock: Clock,
         config: VfsConfig,
     ) -> Vfs {
+        Vfs::with_cache(meta, store, clock, config, None)
+    }
+
+    /// A client whose reads go through `cache` (if any) before the object store.
+    pub fn with_cache(
+        meta: Arc<Meta>,
+        store: Arc<dyn ObjectStore>,
+        clock: Clock,
+        config: VfsConfig,
+        cache: Option<Arc<BlockCache>>,
+    ) -> Vfs {
         let workers = |n: usize| if config.background { n.max(1) } else { 0 };
         let blocks = Blocks::new(
             store.clone(),
+            cache.clone(),
             config.verify_checksums,
             config.buffer_size / 2,
             workers(config.max_downloads),
         );
         Vfs {
             meta,
+            cache,
             uploads: Pool::new("ferrofs-upload", workers(config.max_uploads)),
             store,
             clock,
@@ -131,6 +148,10 @@ impl Vfs {
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    pub fn block_cache(&self) -> Option<&Arc<BlockCache>> {
+        self.cache.as_ref()
     }
 
     fn now(&self) -> Timespec {

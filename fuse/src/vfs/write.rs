@@ -92,7 +92,12 @@ impl OpenFile {
             return;
         }
         attr.size = attr.size.max(st.end());
-        let newest = st.pending.iter().map(|p| p.mtime).chain(st.last_write).max();
+        let newest = st
+            .pending
+            .iter()
+            .map(|p| p.mtime)
+            .chain(st.last_write)
+            .max();
         if let Some(t) = newest {
             attr.mtime = attr.mtime.max(t);
             attr.ctime = attr.ctime.max(t);
@@ -179,7 +184,8 @@ impl OpenFile {
                     // Nothing is lost: the extents not yet cut go back (no newer write
                     // can be there, the state is locked).
                     for (pos, data) in &extents[i..] {
-                        st.buffer.write(idx.0 as u64 * CHUNK_SIZE + *pos as u64, data);
+                        st.buffer
+                            .write(idx.0 as u64 * CHUNK_SIZE + *pos as u64, data);
                     }
                     return Err(e);
                 }
@@ -272,13 +278,22 @@ fn upload_slice(vfs: &Vfs, id: SliceId, data: Arc<Vec<u8>>) -> Arc<Task<Result<(
     for key in blocks {
         let (store, data, done) = (vfs.store.clone(), data.clone(), done.clone());
         let (remaining, failed) = (remaining.clone(), failed.clone());
+        let cache = vfs.cache.clone();
         vfs.uploads.spawn(move || {
             let start = key.index as usize * block_size as usize;
             let name = key.object_name();
             let object = encode_block(&data[start..start + key.len as usize]);
-            if let Err(e) = store.put(&name, &object) {
-                tracing::error!(object = %name, "upload failed: {e}");
-                *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Errno::EIO);
+            match store.put(&name, &object) {
+                // What this client wrote, it will likely read: keep it.
+                Ok(()) => {
+                    if let Some(c) = &cache {
+                        c.put(&key, &object);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(object = %name, "upload failed: {e}");
+                    *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Errno::EIO);
+                }
             }
             if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                 let failed = *failed.lock().unwrap_or_else(|e| e.into_inner());

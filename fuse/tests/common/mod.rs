@@ -94,19 +94,29 @@ impl Volume {
     }
 
     pub fn mount(&mut self) {
+        self.mount_with(&[]);
+    }
+
+    /// Mounts with extra `ferrofs mount` arguments.
+    pub fn mount_with(&mut self, extra: &[&str]) {
         assert!(
             unsafe { libc::geteuid() } == 0,
             "the mount tests need root and /dev/fuse (run scripts/test-all.sh as root)"
         );
         let log = self.dir.path().join("mount.log");
-        let o = ferrofs(&[
+        let cache = self.dir.path().join("cache");
+        let mut args = vec![
             "mount",
             &self.meta_url,
             self.mnt.to_str().unwrap(),
             "-d",
             "--log",
             log.to_str().unwrap(),
-        ]);
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = ferrofs(&args);
         assert!(o.status.success(), "mount failed: {}", stderr(&o));
         self.mounted = true;
     }
@@ -115,6 +125,11 @@ impl Volume {
         let o = ferrofs(&["umount", self.mnt.to_str().unwrap()]);
         assert!(o.status.success(), "umount failed: {}", stderr(&o));
         self.mounted = false;
+    }
+
+    /// Where the mount keeps its block cache.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -1,0 +1,281 @@
+//! The local block cache: verified block objects kept in one or more cache dirs, as
+//! `core::cache::index` decides (placement by consistent hashing, sizes, eviction). This
+//! module does the file I/O and reports back: a block that fails its checksum or is
+//! missing is dropped and refetched, never returned; a dir that fails (I/O error, full,
+//! vanished) is taken out and its blocks come from the next level (the object store).
+//!
+//! It also holds blocks *staged* for upload by writeback: written durably, pinned
+//! against eviction, uploaded in the background and then kept as ordinary cached blocks.
+
+mod dir;
+
+pub use dir::{CacheDir, DiskDir, Found, MemDir};
+
+use ferrofs_core::cache::index::{Admission, BlockCacheIndex, CacheStats, DirId};
+use ferrofs_core::cache::policy::PolicyKind;
+use ferrofs_core::chunk::block::decode_block;
+use ferrofs_core::chunk::BlockKey;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Admissions between two looks at a dir's free disk space.
+const SPACE_CHECK_EVERY: u64 = 64;
+
+/// How the cache is set up.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Total bytes over all dirs.
+    pub capacity: u64,
+    /// Fraction of each disk kept free.
+    pub free_ratio: f64,
+    pub policy: PolicyKind,
+    pub seed: u64,
+}
+
+/// Counters of the shell, beside the index's.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct CacheCounters {
+    pub index: CacheStats,
+    /// Cached blocks that failed their checksums (or were truncated) on read.
+    pub checksum_failures: u64,
+    /// I/O errors of cache dirs.
+    pub io_errors: u64,
+    /// Blocks found in the dirs at start.
+    pub restored: u64,
+    pub blocks: u64,
+    pub bytes: u64,
+}
+
+/// The block cache of one client.
+pub struct BlockCache {
+    dirs: Vec<Box<dyn CacheDir>>,
+    index: Mutex<BlockCacheIndex>,
+    checksum_failures: AtomicU64,
+    io_errors: AtomicU64,
+    restored: AtomicU64,
+    admissions: AtomicU64,
+}
+
+impl BlockCache {
+    /// A cache over `dirs`, its index rebuilt from what they hold (blocks of the wrong
+    /// size and temp files are deleted). Staged blocks found are returned with it, for
+    /// the writeback uploader to finish.
+    pub fn open(dirs: Vec<Box<dyn CacheDir>>, config: &CacheConfig) -> (BlockCache, Vec<BlockKey>) {
+        let names: Vec<String> = dirs.iter().map(|d| d.describe()).collect();
+        let index = BlockCacheIndex::new(
+            &names,
+            config.capacity,
+            config.free_ratio,
+            config.policy,
+            config.seed,
+        );
+        let cache = BlockCache {
+            dirs,
+            index: Mutex::new(index),
+            checksum_failures: AtomicU64::new(0),
+            io_errors: AtomicU64::new(0),
+            restored: AtomicU64::new(0),
+            admissions: AtomicU64::new(0),
+        };
+        let staged = cache.restore();
+        for d in 0..cache.dirs.len() {
+            cache.check_space(DirId(d));
+        }
+        (cache, staged)
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, BlockCacheIndex> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn restore(&self) -> Vec<BlockKey> {
+        let mut staged = Vec::new();
+        for (d, dir) in self.dirs.iter().enumerate() {
+            let mut found = match dir.scan() {
+                Ok(f) => f,
+                Err(e) => {
+                    self.fail(DirId(d), "cannot list it", &e);
+                    continue;
+                }
+            };
+            found.sort_by_key(|f| (f.age, f.key));
+            self.restored
+                .fetch_add(found.len() as u64, Ordering::Relaxed);
+            staged.extend(found.iter().filter(|f| f.staged).map(|f| f.key));
+            let evict = self
+                .index()
+                .restore(DirId(d), found.iter().map(|f| (f.key, f.size, f.staged)));
+            self.delete(DirId(d), &evict);
+        }
+        staged
+    }
+
+    /// The verified data of a cached block; `None` on a miss. A damaged or vanished
+    /// copy is dropped (and counted) and reads as a miss.
+    pub fn get(&self, key: &BlockKey) -> Option<Vec<u8>> {
+        let (dir, staged) = self.index().lookup(key)?;
+        match self.dirs[dir.0].read(key, staged) {
+            Ok(mut object) => match decode_block(key.len, &object) {
+                Ok(_) => {
+                    object.truncate(key.len as usize);
+                    Some(object)
+                }
+                Err(e) => {
+                    self.checksum_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        dir = %self.dirs[dir.0].describe(),
+                        block = %key.object_name(),
+                        "cached block is damaged ({e}); dropped, reading it from the object store"
+                    );
+                    if !staged {
+                        self.index().drop_damaged(key);
+                        let _ = self.dirs[dir.0].remove(key, false);
+                    }
+                    None
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if !self.dirs[dir.0].exists() {
+                    self.fail(dir, "it vanished", &e);
+                } else if !staged {
+                    self.index().drop_damaged(key);
+                }
+                None
+            }
+            Err(e) => {
+                self.fail(dir, "a read failed", &e);
+                None
+            }
+        }
+    }
+
+    /// Whether `key` is cached (for `warmup --check`; counts nothing).
+    pub fn contains(&self, key: &BlockKey) -> bool {
+        self.index().contains(key)
+    }
+
+    /// Keeps a verified block object fetched from the store, if the index admits it.
+    pub fn put(&self, key: &BlockKey, object: &[u8]) {
+        let Some(Admission { dir, evict }) = self.index().admit(*key, object.len() as u64) else {
+            return;
+        };
+        self.delete(dir, &evict);
+        if let Err(e) = self.dirs[dir.0].write(key, object, false) {
+            self.index().remove(key);
+            self.fail(dir, "a write failed", &e);
+            return;
+        }
+        if self.admissions.fetch_add(1, Ordering::Relaxed) % SPACE_CHECK_EVERY == 0 {
+            self.check_space(dir);
+        }
+    }
+
+    /// Stages a block for writeback: durably written to a cache dir and pinned until
+    /// [`Self::uploaded`]. An error means it is not staged (the caller uploads it itself).
+    pub fn stage(&self, key: &BlockKey, object: &[u8]) -> io::Result<()> {
+        let admission = self.index().admit_pinned(*key, object.len() as u64);
+        let Some(Admission { dir, evict }) = admission else {
+            return Err(io::Error::other("no cache dir is left to stage blocks in"));
+        };
+        self.delete(dir, &evict);
+        if let Err(e) = self.dirs[dir.0].write(key, object, true) {
+            self.index().remove(key);
+            self.fail(dir, "staging a block failed", &e);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The stored object of a staged block, for its upload.
+    pub fn read_staged(&self, key: &BlockKey) -> io::Result<Vec<u8>> {
+        let dir = self.index().dir_of(key);
+        let Some((dir, true)) = dir else {
+            return Err(io::ErrorKind::NotFound.into());
+        };
+        self.dirs[dir.0].read(key, true)
+    }
+
+    /// A staged block is in the object store: it becomes an ordinary cached block.
+    pub fn uploaded(&self, key: &BlockKey) {
+        let Some((dir, true)) = self.index().dir_of(key) else {
+            return;
+        };
+        if let Err(e) = self.dirs[dir.0].unstage(key) {
+            // The object is safe in the store; just stop caching this block.
+            self.index().remove(key);
+            let _ = self.dirs[dir.0].remove(key, true);
+            tracing::warn!(block = %key.object_name(), "cannot move an uploaded block into the cache: {e}");
+            return;
+        }
+        let evict = self.index().unpin(key);
+        self.delete(dir, &evict);
+    }
+
+    /// Drops `key` from the cache (`warmup --evict`).
+    pub fn evict(&self, key: &BlockKey) {
+        let mut index = self.index();
+        if index.dir_of(key).is_none_or(|(_, staged)| staged) {
+            return; // a staged block stays until it is uploaded
+        }
+        let removed = index.remove(key);
+        drop(index);
+        if let Some(dir) = removed {
+            if let Err(e) = self.dirs[dir.0].remove(key, false) {
+                self.fail(dir, "a delete failed", &e);
+            }
+        }
+    }
+
+    fn delete(&self, dir: DirId, keys: &[BlockKey]) {
+        for k in keys {
+            if let Err(e) = self.dirs[dir.0].remove(k, false) {
+                self.fail(dir, "a delete failed", &e);
+                return;
+            }
+        }
+    }
+
+    fn check_space(&self, dir: DirId) {
+        match self.dirs[dir.0].space() {
+            Ok(Some((free, total))) => {
+                let evict = self.index().set_disk_space(dir, free, total);
+                self.delete(dir, &evict);
+            }
+            Ok(None) => {}
+            Err(e) => self.fail(dir, "cannot read its free space", &e),
+        }
+    }
+
+    /// Takes a failed dir out of the cache; its blocks now come from the object store.
+    fn fail(&self, dir: DirId, what: &str, e: &io::Error) {
+        self.io_errors.fetch_add(1, Ordering::Relaxed);
+        let mut index = self.index();
+        if !index.is_alive(dir) {
+            return;
+        }
+        let lost = index.dir_failed(dir);
+        drop(index);
+        tracing::error!(
+            dir = %self.dirs[dir.0].describe(),
+            blocks = lost.len(),
+            "cache dir taken out until the next mount: {what}: {e}"
+        );
+    }
+
+    pub fn counters(&self) -> CacheCounters {
+        let index = self.index();
+        let (blocks, bytes) = index.usage();
+        CacheCounters {
+            index: index.stats(),
+            checksum_failures: self.checksum_failures.load(Ordering::Relaxed),
+            io_errors: self.io_errors.load(Ordering::Relaxed),
+            restored: self.restored.load(Ordering::Relaxed),
+            blocks,
+            bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
