@@ -23,6 +23,8 @@ pub struct KernelCache {
     pub attr: Duration,
     pub entry: Duration,
     pub dir_entry: Duration,
+    /// How long the kernel may remember that a name does not exist.
+    pub negative: Duration,
 }
 
 /// A ferrofs volume served over FUSE.
@@ -48,6 +50,34 @@ impl FerroFs {
         match r {
             Ok(a) => reply.entry(&self.entry_ttl(&a), &file_attr(&a), Generation(0)),
             Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    /// A lookup's reply; a missing name with a negative TTL becomes a negative entry
+    /// (inode 0), which the kernel remembers for that long.
+    fn reply_lookup(&self, reply: ReplyEntry, r: ferrofs_core::Result<Attr>) {
+        match r {
+            Err(Errno::ENOENT) if !self.cache.negative.is_zero() => {
+                let none = fuser::FileAttr {
+                    ino: INodeNo(0),
+                    size: 0,
+                    blocks: 0,
+                    atime: UNIX_EPOCH,
+                    mtime: UNIX_EPOCH,
+                    ctime: UNIX_EPOCH,
+                    crtime: UNIX_EPOCH,
+                    kind: fuser::FileType::RegularFile,
+                    perm: 0,
+                    nlink: 0,
+                    uid: 0,
+                    gid: 0,
+                    rdev: 0,
+                    blksize: 4096,
+                    flags: 0,
+                };
+                reply.entry(&self.cache.negative, &none, Generation(0))
+            }
+            r => self.reply_entry(reply, r),
         }
     }
 }
@@ -166,7 +196,7 @@ impl Filesystem for FerroFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.reply_entry(
+        self.reply_lookup(
             reply,
             self.vfs.lookup(&ctx(req), ino(parent), name.as_bytes()),
         );

@@ -24,6 +24,7 @@ use crate::rng::Rng;
 use crate::store::SimStore;
 use crate::world::World;
 use ferrofs::vfs::{Fh, Vfs, VfsConfig};
+use ferrofs_core::cache::meta::MetaCacheTtl;
 use ferrofs_core::kv::Kv;
 use ferrofs_core::meta::Meta;
 use ferrofs_core::{Ctx, Errno, Ino, SetAttr};
@@ -115,6 +116,9 @@ pub fn mount(world: &Arc<World>, me: usize) -> Result<(Vfs, u64), Errno> {
         buffer_size: BUFFER_SIZE,
         // Every store call on the client's own thread, where the scheduler sees it.
         background: false,
+        // The oracles expect every client to see a change as soon as it is made
+        // (close-to-open aside); metadata TTLs would make other clients lag.
+        meta_cache: MetaCacheTtl::OFF,
         verify_checksums: world.plant() != Some(Plant::SkipChecksum),
         ..VfsConfig::default()
     };

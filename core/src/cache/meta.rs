@@ -25,11 +25,13 @@ pub enum CachedEntry {
 #[derive(Clone, Debug)]
 struct Timed<T> {
     value: T,
-    expires: u64,
+    /// When it was read from the engine.
+    at: u64,
 }
 
-/// Listing pages are keyed by directory, cookie and whether attributes were included.
-type PageKey = (Ino, u64, bool);
+/// Listing pages are keyed by directory, cookie, whether attributes were included and
+/// how many entries were asked for.
+type PageKey = (Ino, u64, bool, u32);
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Key {
@@ -45,6 +47,16 @@ pub struct MetaCacheTtl {
     pub entry: u64,
     pub negative: u64,
     pub dir: u64,
+}
+
+impl MetaCacheTtl {
+    /// Nothing cached: every lookup asks the engine.
+    pub const OFF: MetaCacheTtl = MetaCacheTtl {
+        attr: 0,
+        entry: 0,
+        negative: 0,
+        dir: 0,
+    };
 }
 
 /// Attributes, entries and listing pages of one client.
@@ -78,7 +90,13 @@ impl MetaCache {
 
     /// Cached attributes of `ino`, if still fresh at `now`.
     pub fn attr(&self, ino: Ino, now: u64) -> Option<Attr> {
-        fresh(self.attrs.get(&ino), now).cloned()
+        self.attr_within(ino, now, self.ttl.attr)
+    }
+
+    /// Cached attributes of `ino` read less than `max_age` before `now` (the open
+    /// cache has its own TTL).
+    pub fn attr_within(&self, ino: Ino, now: u64, max_age: u64) -> Option<Attr> {
+        fresh(self.attrs.get(&ino), now, max_age).cloned()
     }
 
     pub fn put_attr(&mut self, attr: Attr, now: u64) {
@@ -88,7 +106,7 @@ impl MetaCache {
         let ino = attr.ino;
         let t = Timed {
             value: attr,
-            expires: now.saturating_add(self.ttl.attr),
+            at: now,
         };
         if self.attrs.insert(ino, t).is_none() {
             self.remember(Key::Attr(ino));
@@ -97,7 +115,12 @@ impl MetaCache {
 
     /// What `name` in `parent` was found to be, if still fresh at `now`.
     pub fn entry(&self, parent: Ino, name: &[u8], now: u64) -> Option<CachedEntry> {
-        fresh(self.entries.get(&(parent, name.to_vec())), now).copied()
+        let e = self.entries.get(&(parent, name.to_vec()))?;
+        let ttl = match e.value {
+            CachedEntry::Found(_) => self.ttl.entry,
+            CachedEntry::Missing => self.ttl.negative,
+        };
+        fresh(Some(e), now, ttl).copied()
     }
 
     pub fn put_entry(&mut self, parent: Ino, name: &[u8], entry: CachedEntry, now: u64) {
@@ -110,28 +133,46 @@ impl MetaCache {
         }
         let t = Timed {
             value: entry,
-            expires: now.saturating_add(ttl),
+            at: now,
         };
         if self.entries.insert((parent, name.to_vec()), t).is_none() {
             self.remember(Key::Entry(parent, name.to_vec()));
         }
     }
 
-    /// A cached listing page of `dir` from cookie `offset`, if still fresh.
-    pub fn page(&self, dir: Ino, offset: u64, plus: bool, now: u64) -> Option<&[DirEntry]> {
-        fresh(self.pages.get(&(dir, offset, plus)), now).map(|v| v.as_slice())
+    /// A cached listing page of `dir` from cookie `offset` of up to `limit` entries
+    /// (with attributes if `plus`), if still fresh.
+    pub fn page(
+        &self,
+        dir: Ino,
+        offset: u64,
+        plus: bool,
+        limit: u32,
+        now: u64,
+    ) -> Option<&[DirEntry]> {
+        let page = self.pages.get(&(dir, offset, plus, limit));
+        fresh(page, now, self.ttl.dir).map(|v| v.as_slice())
     }
 
-    pub fn put_page(&mut self, dir: Ino, offset: u64, plus: bool, page: Vec<DirEntry>, now: u64) {
+    pub fn put_page(
+        &mut self,
+        dir: Ino,
+        offset: u64,
+        plus: bool,
+        limit: u32,
+        page: Vec<DirEntry>,
+        now: u64,
+    ) {
         if self.ttl.dir == 0 {
             return;
         }
+        let key = (dir, offset, plus, limit);
         let t = Timed {
             value: page,
-            expires: now.saturating_add(self.ttl.dir),
+            at: now,
         };
-        if self.pages.insert((dir, offset, plus), t).is_none() {
-            self.remember(Key::Page((dir, offset, plus)));
+        if self.pages.insert(key, t).is_none() {
+            self.remember(Key::Page(key));
         }
     }
 
@@ -150,7 +191,7 @@ impl MetaCache {
         self.attrs.remove(&dir);
         let pages: Vec<PageKey> = self
             .pages
-            .range((dir, 0, false)..=(dir, u64::MAX, true))
+            .range((dir, 0, false, 0)..=(dir, u64::MAX, true, u32::MAX))
             .map(|(k, _)| *k)
             .collect();
         for k in pages {
@@ -203,8 +244,9 @@ impl MetaCache {
     }
 }
 
-fn fresh<T>(t: Option<&Timed<T>>, now: u64) -> Option<&T> {
-    t.filter(|t| now < t.expires).map(|t| &t.value)
+fn fresh<T>(t: Option<&Timed<T>>, now: u64, ttl: u64) -> Option<&T> {
+    t.filter(|t| now.saturating_sub(t.at) < ttl && now >= t.at)
+        .map(|t| &t.value)
 }
 
 #[cfg(test)]
@@ -265,7 +307,7 @@ mod tests {
         assert_eq!(c.entry(Ino(1), b"x", 0), None);
         let mut off = MetaCache::new(ttl(0), 100);
         off.put_attr(attr(1), 0);
-        off.put_page(Ino(1), 0, true, Vec::new(), 0);
+        off.put_page(Ino(1), 0, true, 128, Vec::new(), 0);
         assert_eq!(off.len(), (0, 0, 0));
     }
 
@@ -274,13 +316,18 @@ mod tests {
         let mut c = MetaCache::new(ttl(S), 100);
         c.put_attr(attr(2), 0);
         c.put_attr(attr(3), 0);
-        c.put_page(Ino(2), 0, true, Vec::new(), 0);
-        c.put_page(Ino(2), 300, false, Vec::new(), 0);
-        c.put_page(Ino(3), 0, true, Vec::new(), 0);
+        c.put_page(Ino(2), 0, true, 128, Vec::new(), 0);
+        c.put_page(Ino(2), 300, false, 256, Vec::new(), 0);
+        c.put_page(Ino(3), 0, true, 128, Vec::new(), 0);
+        assert!(
+            c.page(Ino(3), 0, true, 256, 0).is_none(),
+            "another page size"
+        );
         c.dir_changed(Ino(2));
         assert!(c.attr(Ino(2), 0).is_none() && c.attr(Ino(3), 0).is_some());
-        assert!(c.page(Ino(2), 0, true, 0).is_none() && c.page(Ino(2), 300, false, 0).is_none());
-        assert!(c.page(Ino(3), 0, true, 0).is_some());
+        assert!(c.page(Ino(2), 0, true, 128, 0).is_none());
+        assert!(c.page(Ino(2), 300, false, 256, 0).is_none());
+        assert!(c.page(Ino(3), 0, true, 128, 0).is_some());
     }
 
     #[test]

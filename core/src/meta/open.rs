@@ -27,22 +27,35 @@ fn open_mask(flags: i32) -> u32 {
     mask
 }
 
+fn check_open(ctx: &Ctx, a: &Attr, flags: i32) -> Result<()> {
+    let mask = open_mask(flags);
+    if a.kind == FileType::Directory && mask & W_OK != 0 {
+        return Err(Errno::EISDIR);
+    }
+    check(ctx, a, mask)
+}
+
 impl Meta {
     /// Opens `ino`: checks read/write permission for `flags` (O_TRUNC needs write;
     /// directories cannot be opened for writing: EISDIR) and counts the handle.
     pub fn open(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<Attr> {
         let mut opens = lock(&self.opens);
-        let mask = open_mask(flags);
         let attr = kv::read(&**self.kv(), |t| {
             let a = load(t, ino)?.attr;
-            if a.kind == FileType::Directory && mask & W_OK != 0 {
-                return Err(Errno::EISDIR);
-            }
-            check(ctx, &a, mask)?;
+            check_open(ctx, &a, flags)?;
             Ok(a)
         })?;
         *opens.entry(ino).or_insert(0) += 1;
         Ok(attr)
+    }
+
+    /// Opens an inode whose attributes the caller already has (a client's open cache):
+    /// the same checks as [`Meta::open`] against `attr`, without reading the engine.
+    pub fn open_known(&self, ctx: &Ctx, attr: &Attr, flags: i32) -> Result<()> {
+        let mut opens = lock(&self.opens);
+        check_open(ctx, attr, flags)?;
+        *opens.entry(attr.ino).or_insert(0) += 1;
+        Ok(())
     }
 
     /// Opens a directory for listing (ENOTDIR, EACCES without read permission).

@@ -12,7 +12,8 @@ use crate::types::{Ctx, Ino, Timespec};
 impl Meta {
     /// Removes the name of a non-directory (EISDIR for directories). The last link of
     /// an inode open in this process keeps it (with a `U` key) until the last release.
-    pub fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8], now: Timespec) -> Result<()> {
+    /// Returns the inode the name referred to (its link count changed).
+    pub fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8], now: Timespec) -> Result<Ino> {
         check_name(name)?;
         if super::perm::is_dot(name) {
             return Err(Errno::EISDIR);
@@ -34,12 +35,12 @@ impl Meta {
             remove_entry(t, parent, name, &e);
             touch_dir(t, parent, 0, now)?;
             let open = opens.get(&e.ino).copied().unwrap_or(0) > 0;
-            drop_link(t, e.ino, open, session, now)
+            drop_link(t, e.ino, open, session, now).map(|()| e.ino)
         })
     }
 
-    /// Removes an empty directory.
-    pub fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8], now: Timespec) -> Result<()> {
+    /// Removes an empty directory; returns its inode.
+    pub fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8], now: Timespec) -> Result<Ino> {
         check_name(name)?;
         match name {
             b"." => return Err(Errno::EINVAL),
@@ -75,9 +76,9 @@ impl Meta {
                 n.attr.ctime = now;
                 store(t, &n);
                 t.set(&keys::unlinked(e.ino), &session.to_be_bytes());
-                Ok(())
+                Ok(e.ino)
             } else {
-                delete_inode(t, &n)
+                delete_inode(t, &n).map(|()| e.ino)
             }
         })
     }

@@ -40,7 +40,9 @@ struct Places<'a> {
 
 impl Meta {
     /// Renames `parent/name` to `new_parent/new_name`. A replaced target loses a link
-    /// (and is deleted, or kept while open, like an unlink).
+    /// (and is deleted, or kept while open, like an unlink). Returns the inodes whose
+    /// attributes changed besides the parents: the source, and the replaced or
+    /// exchanged target.
     #[allow(clippy::too_many_arguments)]
     pub fn rename(
         &self,
@@ -51,7 +53,7 @@ impl Meta {
         new_name: &[u8],
         flags: RenameFlags,
         now: Timespec,
-    ) -> Result<()> {
+    ) -> Result<Vec<Ino>> {
         if flags.noreplace && flags.exchange {
             return Err(Errno::EINVAL);
         }
@@ -70,11 +72,14 @@ impl Meta {
         };
         kv::txn(&**self.kv(), |t| {
             let Some((src_e, src, dst)) = check_rename(t, ctx, &at, flags)? else {
-                return Ok(());
+                return Ok(Vec::new());
             };
+            let touched: Vec<Ino> = std::iter::once(src.ino())
+                .chain(dst.as_ref().map(|(_, d)| d.ino()))
+                .collect();
             match dst {
                 Some((dst_e, dst)) if flags.exchange => {
-                    exchange(t, &at, (&src_e, &src), (&dst_e, &dst), now)
+                    exchange(t, &at, (&src_e, &src), (&dst_e, &dst), now).map(|()| touched)
                 }
                 dst => {
                     let open = |ino: Ino| opens.get(&ino).copied().unwrap_or(0) > 0;
@@ -99,7 +104,7 @@ impl Meta {
                     })?;
                     let op_delta = if moved_dir { -1 } else { 0 };
                     np_delta += if moved_dir { 1 } else { 0 };
-                    touch_parents(t, &at, op_delta, np_delta, now)
+                    touch_parents(t, &at, op_delta, np_delta, now).map(|()| touched)
                 }
             }
         })

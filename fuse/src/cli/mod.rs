@@ -133,6 +133,20 @@ pub struct MountArgs {
     /// How long the kernel caches directory name lookups.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub dir_entry_cache: Duration,
+    /// How long the kernel remembers that a name does not exist (0: not at all, so a
+    /// file another client creates is seen at once). The client's own metadata cache
+    /// keeps negative answers just as long.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub negative_entry_cache: Duration,
+    /// How long this client serves attributes, names and directory listings from its
+    /// own memory (on top of the kernel's caches); its own changes are seen at once,
+    /// other clients' after at most this long. 0 turns it off.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub meta_cache: Duration,
+    /// Let `open` trust attributes cached this recently instead of asking the metadata
+    /// engine (for read-only training data; gives up close-to-open consistency).
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    pub open_cache: Duration,
     /// Memory for writes not yet uploaded and for blocks read ahead, across all open
     /// files: beyond it writers wait for their uploads; readahead stays within a quarter.
     #[arg(long, default_value = "300M", value_parser = parse_size, value_name = "SIZE")]

@@ -7,6 +7,7 @@ use super::umount::{pid_file, unmount};
 use super::{open_meta, CliResult, MountArgs};
 use crate::fs::{FerroFs, KernelCache};
 use crate::vfs::{system_clock, Vfs, VfsConfig};
+use ferrofs_core::cache::meta::MetaCacheTtl;
 use fuser::{Config, MountOption, SessionACL};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,6 +86,13 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         max_uploads: a.max_uploads.max(1),
         max_downloads: a.max_downloads.max(1),
         prefetch_blocks: a.prefetch,
+        meta_cache: MetaCacheTtl {
+            attr: a.meta_cache.as_nanos() as u64,
+            entry: a.meta_cache.as_nanos() as u64,
+            negative: a.negative_entry_cache.as_nanos() as u64,
+            dir: a.meta_cache.as_nanos() as u64,
+        },
+        open_cache_ns: a.open_cache.as_nanos() as u64,
         background: true,
         verify_checksums: true,
     };
@@ -113,6 +121,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
             attr: a.attr_cache,
             entry: a.entry_cache,
             dir_entry: a.dir_entry_cache,
+            negative: a.negative_entry_cache,
         },
     );
     let is_root = unsafe { libc::geteuid() } == 0;

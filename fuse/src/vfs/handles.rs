@@ -2,7 +2,8 @@
 
 use super::write::FileState;
 use ferrofs_core::cache::readahead::Readahead;
-use ferrofs_core::Ino;
+use ferrofs_core::chunk::SliceRef;
+use ferrofs_core::{ChunkIndex, Ino};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -37,11 +38,31 @@ pub struct OpenFile {
     pub(super) buffered_total: Arc<AtomicU64>,
     /// Whether its reader is sequential, and how far ahead to fetch.
     pub(super) readahead: Mutex<Readahead>,
+    /// Slice lists of its chunks as last read, and when (nanoseconds): valid until
+    /// this client changes the chunk, the metadata TTL runs out, or the file is opened
+    /// again (close-to-open).
+    pub(super) chunks: Mutex<BTreeMap<ChunkIndex, (Arc<Vec<SliceRef>>, u64)>>,
 }
 
 impl OpenFile {
     pub fn ino(&self) -> Ino {
         self.ino
+    }
+
+    /// Drops every cached slice list (the file was reopened, truncated or compacted).
+    pub(super) fn forget_chunks(&self) {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Drops the cached slice list of one chunk (this client committed to it).
+    pub(super) fn forget_chunk(&self, idx: ChunkIndex) {
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&idx);
     }
 }
 
@@ -75,6 +96,7 @@ impl Handles {
                 state: RwLock::new(FileState::default()),
                 buffered_total: total,
                 readahead: Mutex::new(readahead),
+                chunks: Mutex::default(),
             };
             (Arc::new(file), 0)
         });

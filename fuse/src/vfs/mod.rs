@@ -9,12 +9,14 @@ mod blocks;
 pub mod cache;
 mod gc;
 mod handles;
+mod meta_cache;
 mod pool;
 mod read;
 mod write;
 
 use blocks::Blocks;
 use cache::BlockCache;
+use ferrofs_core::cache::meta::{MetaCache, MetaCacheTtl};
 use ferrofs_core::cache::readahead::Readahead;
 use ferrofs_core::meta::Meta;
 use ferrofs_core::{
@@ -24,7 +26,10 @@ use ferrofs_core::{
 use ferrofs_s3_backend::ObjectStore;
 use handles::Handles;
 use pool::Pool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+/// Attributes, names and listing pages the metadata cache holds at most (each).
+const META_CACHE_ITEMS: usize = 1 << 20;
 
 pub use handles::Fh;
 
@@ -54,6 +59,11 @@ pub struct VfsConfig {
     /// Whole blocks fetched in the background after a small random read: the block it
     /// fell in and the ones after it (0: none).
     pub prefetch_blocks: u32,
+    /// How long attributes, names and listings are served from memory (each 0: off).
+    pub meta_cache: MetaCacheTtl,
+    /// With a non-zero TTL, `open` trusts attributes read that recently instead of
+    /// reading them afresh (for read-only data: gives up close-to-open).
+    pub open_cache_ns: u64,
     /// Run uploads and prefetches on worker threads. Off, every store call happens on
     /// the calling thread, one at a time, and nothing is read ahead: the simulator
     /// needs that, as it schedules each client's calls on the client's own thread.
@@ -71,6 +81,13 @@ impl Default for VfsConfig {
             max_uploads: 8,
             max_downloads: 16,
             prefetch_blocks: 1,
+            meta_cache: MetaCacheTtl {
+                attr: 5_000_000_000,
+                entry: 5_000_000_000,
+                negative: 0,
+                dir: 5_000_000_000,
+            },
+            open_cache_ns: 0,
             background: true,
             verify_checksums: true,
         }
@@ -86,6 +103,7 @@ pub struct Vfs {
     handles: Handles,
     blocks: Arc<Blocks>,
     cache: Option<Arc<BlockCache>>,
+    meta_cache: Mutex<MetaCache>,
     uploads: Pool,
 }
 
@@ -119,6 +137,7 @@ impl Vfs {
         Vfs {
             meta,
             cache,
+            meta_cache: Mutex::new(MetaCache::new(config.meta_cache, META_CACHE_ITEMS)),
             uploads: Pool::new("ferrofs-upload", workers(config.max_uploads)),
             store,
             clock,
@@ -168,11 +187,11 @@ impl Vfs {
     }
 
     pub fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
-        Ok(self.overlay(self.meta.lookup(ctx, parent, name)?))
+        Ok(self.overlay(self.lookup_committed(ctx, parent, name)?))
     }
 
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        Ok(self.overlay(self.meta.getattr(ino)?))
+        Ok(self.overlay(self.committed_attr(ino)?))
     }
 
     pub fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
@@ -184,14 +203,27 @@ impl Vfs {
                 set.via_handle = true;
             }
         }
-        match self.handles.file(ino) {
+        self.forget_attr(ino);
+        let r = match self.handles.file(ino) {
             Some(file) => file.setattr(self, ctx, &set),
             None => self.meta.setattr(ctx, ino, &set, self.now()),
-        }
+        };
+        self.forget_attr(ino);
+        let attr = r?;
+        self.remember_attr(&attr);
+        Ok(attr)
     }
 
     pub fn access(&self, ctx: &Ctx, ino: Ino, mask: u32) -> Result<()> {
-        self.meta.access(ctx, ino, mask)
+        ferrofs_core::meta::perm::check(ctx, &self.committed_attr(ino)?, mask)
+    }
+
+    /// After creating `name` in `parent`: the directory changed, the name is known.
+    fn created(&self, parent: Ino, name: &[u8], r: Result<Attr>) -> Result<Attr> {
+        self.name_changed(parent, name);
+        let attr = r?;
+        self.remember_entry(parent, name, &attr);
+        Ok(attr)
     }
 
     #[allow(clippy::too_many_arguments)] // mirrors mknod(2)'s arguments
@@ -205,8 +237,10 @@ impl Vfs {
         umask: u32,
         rdev: u32,
     ) -> Result<Attr> {
-        self.meta
-            .mknod(ctx, parent, name, kind, mode, umask, rdev, self.now())
+        let r = self
+            .meta
+            .mknod(ctx, parent, name, kind, mode, umask, rdev, self.now());
+        self.created(parent, name, r)
     }
 
     pub fn mkdir(
@@ -217,15 +251,22 @@ impl Vfs {
         mode: u32,
         umask: u32,
     ) -> Result<Attr> {
-        self.meta.mkdir(ctx, parent, name, mode, umask, self.now())
+        let r = self.meta.mkdir(ctx, parent, name, mode, umask, self.now());
+        self.created(parent, name, r)
     }
 
     pub fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
-        self.meta.unlink(ctx, parent, name, self.now())
+        let r = self.meta.unlink(ctx, parent, name, self.now());
+        self.name_changed(parent, name);
+        self.forget_attr(r?);
+        Ok(())
     }
 
     pub fn rmdir(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
-        self.meta.rmdir(ctx, parent, name, self.now())
+        let r = self.meta.rmdir(ctx, parent, name, self.now());
+        self.name_changed(parent, name);
+        self.forget_attr(r?);
+        Ok(())
     }
 
     pub fn rename(
@@ -237,17 +278,29 @@ impl Vfs {
         new_name: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
-        self.meta
-            .rename(ctx, parent, name, new_parent, new_name, flags, self.now())
+        let r = self
+            .meta
+            .rename(ctx, parent, name, new_parent, new_name, flags, self.now());
+        self.name_changed(parent, name);
+        self.name_changed(new_parent, new_name);
+        for ino in r? {
+            // A moved directory's `..` changed too.
+            self.forget_attr(ino);
+            self.dir_changed(ino);
+        }
+        Ok(())
     }
 
     pub fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
-        let attr = self.meta.link(ctx, ino, new_parent, new_name, self.now())?;
+        self.forget_attr(ino);
+        let r = self.meta.link(ctx, ino, new_parent, new_name, self.now());
+        let attr = self.created(new_parent, new_name, r)?;
         Ok(self.overlay(attr))
     }
 
     pub fn symlink(&self, ctx: &Ctx, parent: Ino, name: &[u8], target: &[u8]) -> Result<Attr> {
-        self.meta.symlink(ctx, parent, name, target, self.now())
+        let r = self.meta.symlink(ctx, parent, name, target, self.now());
+        self.created(parent, name, r)
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
@@ -265,7 +318,7 @@ impl Vfs {
         umask: u32,
         flags: i32,
     ) -> Result<(Fh, Attr)> {
-        let attr = self.meta.mknod(
+        let r = self.meta.mknod(
             ctx,
             parent,
             name,
@@ -274,7 +327,8 @@ impl Vfs {
             umask,
             0,
             self.now(),
-        )?;
+        );
+        let attr = self.created(parent, name, r)?;
         // The creator may write the file it just created whatever its mode says, so
         // the open after create is not permission-checked.
         let attr = self
@@ -284,8 +338,24 @@ impl Vfs {
         Ok((fh, attr))
     }
 
+    /// Opens a file. Close-to-open: its attributes and slice lists are read afresh
+    /// from the engine, so everything another client closed before is seen (unless
+    /// `--open-cache` allows attributes read within its TTL).
     pub fn open(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<(Fh, Attr)> {
-        let attr = self.meta.open(ctx, ino, flags)?;
+        let attr = match self.open_cached_attr(ino) {
+            Some(attr) => {
+                self.meta.open_known(ctx, &attr, flags)?;
+                attr
+            }
+            None => {
+                let attr = self.meta.open(ctx, ino, flags)?;
+                self.remember_attr(&attr);
+                if let Some(file) = self.handles.file(ino) {
+                    file.forget_chunks();
+                }
+                attr
+            }
+        };
         let fh = self.handles.open(ino, flags, self.readahead());
         Ok((fh, self.overlay(attr)))
     }
@@ -326,18 +396,25 @@ impl Vfs {
             return Err(Errno::EBADF);
         };
         let flushed = h.file.flush(self);
-        self.meta.release(h.ino)?;
+        // The last close of an unlinked file deletes it.
+        let released = self.meta.release(h.ino);
+        self.forget_attr(h.ino);
+        released?;
         flushed
     }
 
     /// Opens a directory; it is counted as open until [`Vfs::releasedir`], so removing
     /// it meanwhile keeps it (unlinked) as Linux does.
     pub fn opendir(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<()> {
-        self.meta.opendir(ctx, ino, flags).map(|_| ())
+        let attr = self.meta.opendir(ctx, ino, flags)?;
+        self.remember_attr(&attr);
+        Ok(())
     }
 
     pub fn releasedir(&self, ino: Ino) -> Result<()> {
-        self.meta.release(ino)
+        let r = self.meta.release(ino);
+        self.forget_attr(ino);
+        r
     }
 
     pub fn readdir(
@@ -348,7 +425,7 @@ impl Vfs {
         limit: usize,
         plus: bool,
     ) -> Result<Vec<DirEntry>> {
-        let mut entries = self.meta.readdir(ctx, ino, offset, limit, plus)?;
+        let mut entries = self.readdir_committed(ctx, ino, offset, limit, plus)?;
         for e in entries.iter_mut() {
             if let Some(a) = e.attr.take() {
                 e.attr = Some(self.overlay(a));
@@ -365,7 +442,9 @@ impl Vfs {
         value: &[u8],
         mode: XattrMode,
     ) -> Result<()> {
-        self.meta.setxattr(ctx, ino, name, value, mode, self.now())
+        let r = self.meta.setxattr(ctx, ino, name, value, mode, self.now());
+        self.forget_attr(ino);
+        r
     }
 
     pub fn getxattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<Vec<u8>> {
@@ -377,7 +456,9 @@ impl Vfs {
     }
 
     pub fn removexattr(&self, ctx: &Ctx, ino: Ino, name: &[u8]) -> Result<()> {
-        self.meta.removexattr(ctx, ino, name, self.now())
+        let r = self.meta.removexattr(ctx, ino, name, self.now());
+        self.forget_attr(ino);
+        r
     }
 
     pub fn statfs(&self) -> Result<StatFs> {

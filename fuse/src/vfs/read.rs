@@ -5,15 +5,16 @@
 use super::handles::OpenFile;
 use super::Vfs;
 use ferrofs_core::chunk::{read_plan, ReadPiece, SliceRef};
-use ferrofs_core::{ChunkIndex, Errno, Ino, Result, CHUNK_SIZE};
+use ferrofs_core::{ChunkIndex, Errno, Result, CHUNK_SIZE};
 use std::ops::Range;
+use std::sync::Arc;
 
 /// A random read of at least this part of a block fetches the whole block.
 const WHOLE_BLOCK_FRACTION: u32 = 4;
 
 impl OpenFile {
     pub(super) fn read(&self, vfs: &Vfs, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let committed = vfs.meta.getattr(self.ino())?.size;
+        let committed = vfs.committed_attr(self.ino())?.size;
         let len = self.visible_len(committed);
         if offset >= len || size == 0 {
             return Ok(Vec::new());
@@ -24,17 +25,16 @@ impl OpenFile {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .on_read(offset, end - offset, committed);
-        let ino = self.ino();
         let committed_part = |whole| {
             if offset < committed {
-                read_range(vfs, ino, offset, end.min(committed), whole)
+                self.read_range(vfs, offset, end.min(committed), whole)
             } else {
                 Ok(Vec::new())
             }
         };
         let mut buf = if advice.sequential {
             // Ask for what comes next first, so it arrives while this read waits.
-            prefetch_range(vfs, ino, advice.prefetch);
+            self.prefetch_range(vfs, advice.prefetch);
             committed_part(true)?
         } else {
             let buf = committed_part(false)?;
@@ -43,7 +43,7 @@ impl OpenFile {
             let bs = vfs.block_size() as u64;
             let start = offset - offset % bs;
             let n = vfs.config.prefetch_blocks as u64;
-            prefetch_range(vfs, ino, start..(start + n * bs).min(committed));
+            self.prefetch_range(vfs, start..(start + n * bs).min(committed));
             buf
         };
         buf.resize((end - offset) as usize, 0);
@@ -51,23 +51,103 @@ impl OpenFile {
         st.overlay(offset, &mut buf);
         Ok(buf)
     }
-}
 
-/// Starts background fetches of the blocks holding committed bytes `range` of a file.
-fn prefetch_range(vfs: &Vfs, ino: Ino, range: Range<u64>) {
-    if range.is_empty() || !vfs.blocks.prefetches() {
-        return;
-    }
-    for_each_chunk(range, |idx, start, len| {
-        let Ok(slices) = vfs.meta.read_chunk(ino, idx) else {
-            return;
-        };
-        for piece in read_plan(&slices, start, len, vfs.block_size()) {
-            if let ReadPiece::Block { key, .. } = piece {
-                vfs.blocks.prefetch(key);
+    /// The slice list of chunk `idx`: cached while fresh, else read (and cached).
+    fn slices(&self, vfs: &Vfs, idx: ChunkIndex) -> Result<Arc<Vec<SliceRef>>> {
+        let now = vfs.now_ns();
+        let ttl = vfs.config.meta_cache.attr;
+        if let Some((s, at)) = self
+            .chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&idx)
+        {
+            if now.saturating_sub(*at) < ttl && now >= *at {
+                return Ok(s.clone());
             }
         }
-    });
+        self.reread_slices(vfs, idx)
+    }
+
+    fn reread_slices(&self, vfs: &Vfs, idx: ChunkIndex) -> Result<Arc<Vec<SliceRef>>> {
+        let now = vfs.now_ns();
+        let s = Arc::new(vfs.meta.read_chunk(self.ino(), idx)?);
+        if vfs.config.meta_cache.attr > 0 {
+            let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+            chunks.insert(idx, (s.clone(), now));
+        }
+        Ok(s)
+    }
+
+    /// Starts background fetches of the blocks holding committed bytes `range`.
+    fn prefetch_range(&self, vfs: &Vfs, range: Range<u64>) {
+        if range.is_empty() || !vfs.blocks.prefetches() {
+            return;
+        }
+        for_each_chunk(range, |idx, start, len| {
+            let Ok(slices) = self.slices(vfs, idx) else {
+                return;
+            };
+            for piece in read_plan(&slices, start, len, vfs.block_size()) {
+                if let ReadPiece::Block { key, .. } = piece {
+                    vfs.blocks.prefetch(key);
+                }
+            }
+        });
+    }
+
+    /// Reads committed bytes `[offset, end)` from the chunks.
+    fn read_range(&self, vfs: &Vfs, offset: u64, end: u64, whole: bool) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        let mut result = Ok(());
+        for_each_chunk(offset..end, |idx, start, len| {
+            if result.is_ok() {
+                result = self.read_chunk_range(vfs, idx, start, len, whole, &mut out);
+            }
+        });
+        result.map(|()| out)
+    }
+
+    /// Appends bytes `[start, start+len)` of chunk `idx` to `out`. A reader plans from
+    /// the slice list it has; if meanwhile the file was rewritten, truncated or
+    /// compacted and gc deleted the objects it planned to read, the list has changed:
+    /// read it again and re-plan. Only an object missing under an unchanged list is
+    /// damage (EIO).
+    fn read_chunk_range(
+        &self,
+        vfs: &Vfs,
+        idx: ChunkIndex,
+        start: u32,
+        len: u32,
+        whole: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        const ATTEMPTS: usize = 8;
+        let mut slices = self.slices(vfs, idx)?;
+        for _ in 0..ATTEMPTS {
+            let mut bytes = Vec::with_capacity(len as usize);
+            match read_pieces(vfs, &slices, start, len, whole, &mut bytes) {
+                Ok(()) => {
+                    out.extend_from_slice(&bytes);
+                    return Ok(());
+                }
+                Err(Errno::ENOENT) => {
+                    let current = self.reread_slices(vfs, idx)?;
+                    if current == slices {
+                        break;
+                    }
+                    slices = current;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::error!(
+            ino = self.ino().0,
+            chunk = idx.0,
+            "an object the metadata refers to is missing from the object store"
+        );
+        Err(Errno::EIO)
+    }
 }
 
 /// Calls `f(chunk, start in chunk, len)` for the pieces of `range` in each chunk.
@@ -80,58 +160,6 @@ fn for_each_chunk(range: Range<u64>, mut f: impl FnMut(ChunkIndex, u32, u32)) {
         f(idx, in_chunk, n);
         pos += n as u64;
     }
-}
-
-/// Reads committed bytes `[offset, end)` of a file from its chunks.
-fn read_range(vfs: &Vfs, ino: Ino, offset: u64, end: u64, whole: bool) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity((end - offset) as usize);
-    let mut result = Ok(());
-    for_each_chunk(offset..end, |idx, start, len| {
-        if result.is_ok() {
-            result = read_chunk_range(vfs, ino, idx, start, len, whole, &mut out);
-        }
-    });
-    result.map(|()| out)
-}
-
-/// Appends bytes `[start, start+len)` of chunk `idx` to `out`. A reader plans from the
-/// slice list it read; if meanwhile the file was rewritten, truncated or compacted and gc
-/// deleted the objects it planned to read, the list has changed: read again with the new
-/// list. Only an object missing under an unchanged list is damage (EIO).
-fn read_chunk_range(
-    vfs: &Vfs,
-    ino: Ino,
-    idx: ChunkIndex,
-    start: u32,
-    len: u32,
-    whole: bool,
-    out: &mut Vec<u8>,
-) -> Result<()> {
-    const ATTEMPTS: usize = 8;
-    let mut slices = vfs.meta.read_chunk(ino, idx)?;
-    for _ in 0..ATTEMPTS {
-        let mut bytes = Vec::with_capacity(len as usize);
-        match read_pieces(vfs, &slices, start, len, whole, &mut bytes) {
-            Ok(()) => {
-                out.extend_from_slice(&bytes);
-                return Ok(());
-            }
-            Err(Errno::ENOENT) => {
-                let current = vfs.meta.read_chunk(ino, idx)?;
-                if current == slices {
-                    break;
-                }
-                slices = current;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    tracing::error!(
-        ino = ino.0,
-        chunk = idx.0,
-        "an object the metadata refers to is missing from the object store"
-    );
-    Err(Errno::EIO)
 }
 
 /// Appends chunk bytes `[start, start+len)` described by `slices` to `out`, fetching

@@ -231,10 +231,15 @@ impl OpenFile {
         p.upload.wait()?;
         let slice = SliceRef::new(p.pos, p.id, p.data.len() as u32);
         let (ino, idx) = (self.ino(), p.chunk);
-        let outcome = vfs.meta.write_slice(ino, idx, slice, p.mtime)?;
+        let committed = vfs.meta.write_slice(ino, idx, slice, p.mtime);
+        vfs.forget_attr(ino);
+        self.forget_chunk(idx);
+        let outcome = committed?;
         st.pending.pop_front();
         if outcome.slices_in_chunk > COMPACT_THRESHOLD {
-            if let Err(e) = compact(vfs, ino, idx) {
+            let compacted = compact(vfs, ino, idx);
+            self.forget_chunk(idx);
+            if let Err(e) = compacted {
                 // Compaction is an optimisation: the chunk reads correctly without it.
                 tracing::warn!(ino = ino.0, chunk = idx.0, "compaction failed: {e}");
             }
@@ -259,7 +264,11 @@ impl OpenFile {
         if !st.is_clean() {
             self.flush_locked(vfs, &mut st)?;
         }
-        vfs.meta.setattr(ctx, self.ino(), set, vfs.now())
+        let r = vfs.meta.setattr(ctx, self.ino(), set, vfs.now());
+        if set.size.is_some() {
+            self.forget_chunks();
+        }
+        r
     }
 }
 

@@ -86,8 +86,8 @@ fn run(fx: &Fx, opened: &mut Vec<Ino>, op: &Op) -> Result<(), Errno> {
                 .map(drop)
         }
         Op::Symlink(d, n) => fx.m.symlink(&c, dir(fx, d), &name(n), b"x", now).map(drop),
-        Op::Unlink(d, n) => fx.m.unlink(&c, dir(fx, d), &name(n), now),
-        Op::Rmdir(d, n) => fx.m.rmdir(&c, dir(fx, d), &name(n), now),
+        Op::Unlink(d, n) => fx.m.unlink(&c, dir(fx, d), &name(n), now).map(drop),
+        Op::Rmdir(d, n) => fx.m.rmdir(&c, dir(fx, d), &name(n), now).map(drop),
         Op::Link(d, n, d2, n2) => {
             let ino = target(d, n)?;
             fx.m.link(&c, ino, dir(fx, d2), &name(n2), now).map(drop)
@@ -95,6 +95,7 @@ fn run(fx: &Fx, opened: &mut Vec<Ino>, op: &Op) -> Result<(), Errno> {
         Op::Rename(d, n, d2, n2, f) => {
             let flags = RenameFlags::from_bits(f as u32).unwrap();
             fx.m.rename(&c, dir(fx, d), &name(n), dir(fx, d2), &name(n2), flags, now)
+                .map(drop)
         }
         Op::Open(d, n) => {
             let ino = target(d, n)?;

@@ -15,6 +15,7 @@ const EXCHANGE: RenameFlags = RenameFlags {
 
 fn mv(fx: &Fx, ctx: &Ctx, p: Ino, n: &str, np: Ino, nn: &str, f: RenameFlags) -> Result<(), Errno> {
     fx.m.rename(ctx, p, n.as_bytes(), np, nn.as_bytes(), f, ts(50))
+        .map(drop)
 }
 
 #[test]
