@@ -11,6 +11,7 @@ fn help_is_stable() {
         vec!["mount", "--help"],
         vec!["umount", "--help"],
         vec!["status", "--help"],
+        vec!["warmup", "--help"],
     ] {
         let o = ferrofs(&args);
         assert!(o.status.success());
@@ -139,4 +140,35 @@ fn status_shows_settings_and_usage() {
     assert_eq!(json["setting"]["block_size"], 65536);
     assert_eq!(json["usage"]["used_inodes"], 1);
     assert!(json["sessions"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bad_cache_options_are_named() {
+    let mut v = Volume::new();
+    v.format();
+    let mnt = v.mnt.to_str().unwrap().to_string();
+    let pattern = format!("{}/nothing-*", v.dir.path().display());
+    let o = ferrofs(&["mount", &v.meta_url, &mnt, "--cache-dir", &pattern]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no directory matches"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ferrofs(&["mount", &v.meta_url, &mnt, "--cache-eviction", "mru"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("mru"), "{}", stderr(&o));
+    let o = ferrofs(&["mount", &v.meta_url, &mnt, "--free-space-ratio", "1.5"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--free-space-ratio"), "{}", stderr(&o));
+    let o = ferrofs(&["warmup", "/"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not on a ferrofs mount"),
+        "{}",
+        stderr(&o)
+    );
+    // Nothing was mounted by the failed attempts.
+    v.mount();
+    v.umount();
 }

@@ -317,3 +317,49 @@ fn the_block_cache_serves_reads_across_remounts_and_refetches_damaged_copies() {
     );
     v.umount();
 }
+
+#[test]
+fn warmup_fills_checks_and_evicts_the_cache() {
+    let mut v = Volume::new();
+    v.format();
+    v.mount();
+    std::fs::create_dir_all(v.path("ds/a")).unwrap();
+    for i in 0..20 {
+        std::fs::write(v.path(&format!("ds/a/f{i}")), pattern(100_000, i as u8)).unwrap();
+    }
+    let ds = v.path("ds");
+    let ds = ds.to_str().unwrap();
+    let cached_files = || {
+        let o = sh(
+            &v.cache_dir(),
+            "find . -type f -path '*/raw/chunks/*' | wc -l",
+        );
+        stdout(&o).trim().parse::<usize>().unwrap()
+    };
+    // 20 files of 100,000 bytes at 64 KiB blocks: 40 blocks, cached as written.
+    assert_eq!(cached_files(), 40);
+    let o = ferrofs(&["warmup", ds, "--evict"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cached_files(), 0);
+    let o = ferrofs(&["warmup", ds, "--check"]);
+    assert!(stdout(&o).contains("(0.0%)"), "{}", stdout(&o));
+    let list = v.dir.path().join("list");
+    std::fs::write(&list, format!("{}/a/f0\n{}/a/f1\n", ds, ds)).unwrap();
+    let o = ferrofs(&["warmup", "-f", list.to_str().unwrap(), "-p", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cached_files(), 4);
+    let o = ferrofs(&["warmup", ds]);
+    assert!(stdout(&o).contains("100.0% now cached"), "{}", stdout(&o));
+    assert_eq!(cached_files(), 40);
+    let o = ferrofs(&["warmup", ds, "--check"]);
+    assert!(stdout(&o).contains("(100.0%)"), "{}", stdout(&o));
+    v.umount();
+    // With the store emptied, the warmed cache alone serves every file.
+    sh(&v.data, "find . -type f -path './chunks/*' -delete");
+    v.mount();
+    for i in 0..20 {
+        let got = std::fs::read(v.path(&format!("ds/a/f{i}"))).unwrap();
+        assert_eq!(got, pattern(100_000, i as u8));
+    }
+    v.umount();
+}

@@ -879,6 +879,11 @@ impl ObjectStore for S3Store {
                     .content_length(len)
                     .checksum_crc32_c(crc)
                     .body(body)
+                    // The body is covered by the crc32c the server verifies (and by
+                    // TLS on https), so it is not hashed again for the signature:
+                    // SHA-256 of every byte was a quarter of a mount's CPU.
+                    .customize()
+                    .disable_payload_signing()
                     .send()
                     .await
                     .map(|_| ())

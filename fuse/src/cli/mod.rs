@@ -3,12 +3,14 @@
 //! to do, with a non-zero exit code.
 
 mod cache_opts;
+mod control;
 mod format;
 mod mount;
 pub mod mountinfo;
 mod objbench;
 mod status;
 mod umount;
+mod warmup;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +46,31 @@ pub enum Command {
     Status(StatusArgs),
     /// Measure an object store on its own: put, get and delete throughput and latency.
     Objbench(ObjbenchArgs),
+    /// Fill the block cache of a running mount with files and directory trees (or check
+    /// how much of them is cached, or drop them from the cache).
+    Warmup(WarmupArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WarmupArgs {
+    /// Files and directories (walked recursively) on a ferrofs mount.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Also warm the paths listed in this file, one per line.
+    #[arg(short = 'f', long = "file", value_name = "LIST")]
+    pub file: Option<PathBuf>,
+    /// Blocks fetched in parallel.
+    #[arg(short = 'p', long = "threads", default_value_t = 50, value_name = "N")]
+    pub threads: usize,
+    /// Only report how much of the paths is cached.
+    #[arg(long)]
+    pub check: bool,
+    /// Drop the paths' blocks from the cache.
+    #[arg(long)]
+    pub evict: bool,
+    /// Hand the work to the mount and return at once.
+    #[arg(short = 'b', long)]
+    pub background: bool,
 }
 
 /// Object store credentials, for stores that need them.
@@ -229,6 +256,7 @@ pub fn main() -> i32 {
         Command::Umount(a) => umount::run(a),
         Command::Status(a) => status::run(a),
         Command::Objbench(a) => objbench::run(a),
+        Command::Warmup(a) => warmup::run(a),
     };
     match result {
         Ok(()) => 0,

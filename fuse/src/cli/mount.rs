@@ -160,6 +160,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     if let Ok(url) = ferrofs_meta::MetaUrl::parse(&a.meta_url) {
         super::status::serve_status(&url, meta.clone());
     }
+    super::control::serve(mountpoint, vfs.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let gc = spawn_gc(vfs.clone(), stop.clone());
 
@@ -173,6 +174,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     let _ = meta.close_session(session);
     let _ = meta.sync();
     let _ = std::fs::remove_file(pid_file(mountpoint));
+    let _ = std::fs::remove_file(super::control::socket_path(mountpoint));
     if let Ok(url) = ferrofs_meta::MetaUrl::parse(&a.meta_url) {
         let _ = std::fs::remove_file(super::status::socket_path(&url));
     }

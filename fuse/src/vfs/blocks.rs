@@ -92,17 +92,26 @@ impl Blocks {
         if let Some(b) = lock(&self.recent).get(key) {
             return Ok(b);
         }
-        let task = {
-            let mut inflight = lock(&self.inflight);
-            if let Some(t) = inflight.get(key) {
-                let t = t.clone();
-                drop(inflight);
-                return t.wait();
-            }
-            let t = Task::new();
-            inflight.insert(*key, t.clone());
-            t
-        };
+        match self.claim(key) {
+            Err(t) => t.wait(),
+            Ok(task) => self.fetch_for(key, &task),
+        }
+    }
+
+    /// Makes this caller the one to fetch `key` (`Ok`: complete the task), or hands
+    /// back the fetch already under way (`Err`: wait for it).
+    fn claim(&self, key: &BlockKey) -> std::result::Result<Arc<Task<Fetched>>, Arc<Task<Fetched>>> {
+        let mut inflight = lock(&self.inflight);
+        if let Some(t) = inflight.get(key) {
+            return Err(t.clone());
+        }
+        let t = Task::new();
+        inflight.insert(*key, t.clone());
+        Ok(t)
+    }
+
+    /// Fetches a claimed block and completes its task.
+    fn fetch_for(&self, key: &BlockKey, task: &Task<Fetched>) -> Fetched {
         let fetched = self.fetch_whole(key);
         if let Ok(b) = &fetched {
             lock(&self.recent).insert(*key, b.clone());
@@ -126,11 +135,6 @@ impl Blocks {
         self.fetch_range(key, offset, len)
     }
 
-    /// Whether the block is in memory or being fetched.
-    pub fn is_at_hand(&self, key: &BlockKey) -> bool {
-        lock(&self.recent).blocks.contains_key(key) || lock(&self.inflight).contains_key(key)
-    }
-
     /// Whether background fetching is on.
     pub fn prefetches(&self) -> bool {
         !self.prefetcher.is_inline()
@@ -138,12 +142,18 @@ impl Blocks {
 
     /// Fetches `key` in the background unless it is at hand (or prefetching is off).
     pub fn prefetch(self: &Arc<Self>, key: BlockKey) {
-        if self.prefetcher.is_inline() || self.is_at_hand(&key) {
+        if self.prefetcher.is_inline() || lock(&self.recent).blocks.contains_key(&key) {
             return;
         }
+        // Claimed now, not when a worker gets to it: a reader arriving meanwhile
+        // waits for this fetch instead of starting its own, and the key is not queued
+        // twice.
+        let Ok(task) = self.claim(&key) else {
+            return;
+        };
         let me = self.clone();
         self.prefetcher.spawn(move || {
-            let _ = me.block(&key);
+            let _ = me.fetch_for(&key, &task);
         });
     }
 

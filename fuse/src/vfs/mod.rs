@@ -12,7 +12,10 @@ mod handles;
 mod meta_cache;
 mod pool;
 mod read;
+mod warm;
 mod write;
+
+pub use warm::{WarmMode, Warmed};
 
 use blocks::Blocks;
 use cache::BlockCache;

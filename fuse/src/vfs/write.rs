@@ -176,25 +176,26 @@ impl OpenFile {
     /// Turns the buffered extents of chunk `idx` into pending slices.
     fn cut_chunk(&self, vfs: &Vfs, st: &mut FileState, idx: ChunkIndex) -> Result<()> {
         let mtime = st.last_write.unwrap_or_else(|| vfs.now());
-        let extents = st.buffer.take_chunk(idx);
-        for (i, (pos, data)) in extents.iter().enumerate() {
+        let mut extents = st.buffer.take_chunk(idx).into_iter();
+        while let Some((pos, data)) = extents.next() {
             let id = match vfs.meta.new_slice_id() {
                 Ok(id) => id,
                 Err(e) => {
                     // Nothing is lost: the extents not yet cut go back (no newer write
                     // can be there, the state is locked).
-                    for (pos, data) in &extents[i..] {
-                        st.buffer
-                            .write(idx.0 as u64 * CHUNK_SIZE + *pos as u64, data);
+                    let start = idx.0 as u64 * CHUNK_SIZE;
+                    st.buffer.write(start + pos as u64, &data);
+                    for (pos, data) in extents {
+                        st.buffer.write(start + pos as u64, &data);
                     }
                     return Err(e);
                 }
             };
-            let data = Arc::new(data.clone());
+            let data = Arc::new(data);
             let upload = upload_slice(vfs, id, data.clone());
             st.pending.push_back(PendingSlice {
                 chunk: idx,
-                pos: *pos,
+                pos,
                 id,
                 data,
                 mtime,
