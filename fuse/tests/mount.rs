@@ -363,3 +363,62 @@ fn warmup_fills_checks_and_evicts_the_cache() {
     }
     v.umount();
 }
+
+/// The pid of the mount process at `mnt` (from its pid file).
+fn mount_pid(mnt: &std::path::Path) -> i32 {
+    let name: String = mnt
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let f = std::env::temp_dir().join(format!("ferrofs{name}.pid"));
+    std::fs::read_to_string(&f).unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn writeback_stages_commits_and_uploads_after_a_crash() {
+    let mut v = Volume::new();
+    v.format();
+    let o = sh(
+        v.dir.path(),
+        "mkdir -p data/chunks && chattr +i data/chunks",
+    );
+    assert!(o.status.success(), "chattr: {}", stderr(&o));
+    // The object store refuses every write (an immutable directory): with writeback,
+    // writes still complete, staged on the local cache disk.
+    v.mount_with(&["--writeback"]);
+    let data = pattern(300_000, 3);
+    let mut f = std::fs::File::create(v.path("f")).unwrap();
+    f.write_all(&data).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(
+        std::fs::read(v.path("f")).unwrap(),
+        data,
+        "read back while staged"
+    );
+    assert_eq!(objects_in(&v.data), 0, "nothing reached the store");
+    // The client dies before it could upload anything.
+    let pid = mount_pid(&v.mnt);
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    for _ in 0..100 {
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mnt = v.mnt.to_str().unwrap().to_string();
+    sh(
+        v.dir.path(),
+        &format!("fusermount3 -u -z {mnt} || umount -l {mnt}"),
+    );
+    sh(v.dir.path(), "chattr -i data/chunks");
+    // The next mount uploads what was staged; then even a client without the cache
+    // (another machine) reads the file.
+    v.mount_with(&["--writeback"]);
+    v.umount();
+    assert_eq!(objects_in(&v.data), 5, "300,000 bytes at 64 KiB blocks");
+    v.mount_with(&["--cache-size", "0"]);
+    assert_eq!(std::fs::read(v.path("f")).unwrap(), data);
+    v.umount();
+}

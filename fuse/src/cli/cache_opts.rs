@@ -45,6 +45,9 @@ pub fn expand_cache_dirs(spec: &str) -> Result<Option<Vec<PathBuf>>, String> {
     Ok(Some(dirs))
 }
 
+/// A block cache, and the blocks an earlier run staged and did not upload.
+pub type OpenedCache = (Arc<BlockCache>, Vec<BlockKey>);
+
 /// Opens the block cache a mount asked for (`None` with `--cache-size 0`), and the
 /// staged blocks an earlier run left to upload.
 pub fn open_block_cache(
@@ -53,7 +56,7 @@ pub fn open_block_cache(
     free_ratio: f64,
     policy: PolicyKind,
     uuid: &str,
-) -> Result<Option<(Arc<BlockCache>, Vec<BlockKey>)>, String> {
+) -> Result<Option<OpenedCache>, String> {
     if size == 0 {
         return Ok(None);
     }

@@ -212,6 +212,13 @@ pub struct MountArgs {
     /// random or 2-random (see bench/README.md for why s3-fifo).
     #[arg(long, default_value = "s3-fifo", value_name = "POLICY")]
     pub cache_eviction: ferrofs_core::cache::policy::PolicyKind,
+    /// Write-back: `close` and `fsync` return once written blocks are staged on the
+    /// local cache disk (fsynced) and the metadata is committed; uploads to the object
+    /// store follow in the background (resumed at the next mount after a crash). Faster
+    /// writes, but a lost cache disk loses what was not uploaded yet, and other clients
+    /// see the new data only once it is uploaded. Needs --cache-dir on disk.
+    #[arg(long)]
+    pub writeback: bool,
     /// Threads serving FUSE requests.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub threads: usize,

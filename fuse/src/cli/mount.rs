@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long unmounting waits for writeback uploads before leaving them for next time.
+const WRITEBACK_DRAIN: Duration = Duration::from_secs(60);
+
 /// Set in the environment of the background child so it serves in the foreground.
 const DAEMON_ENV: &str = "FERROFS_DAEMON_CHILD";
 
@@ -93,6 +96,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
             dir: a.meta_cache.as_nanos() as u64,
         },
         open_cache_ns: a.open_cache.as_nanos() as u64,
+        writeback: a.writeback,
         background: true,
         verify_checksums: true,
     };
@@ -104,10 +108,16 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         a.cache_eviction,
         &format.uuid,
     )?;
-    let (cache, _staged) = match cache {
+    let (cache, staged) = match cache {
         Some((c, staged)) => (Some(c), staged),
         None => (None, Vec::new()),
     };
+    if a.writeback && (cache.is_none() || cache_spec == "memory") {
+        return Err(
+            "--writeback stages blocks on a local disk: give --cache-dir a directory (not memory) and a --cache-size above 0"
+                .into(),
+        );
+    }
     let vfs = Arc::new(Vfs::with_cache(
         meta.clone(),
         store,
@@ -115,6 +125,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         config,
         cache,
     ));
+    vfs.resume_staged(staged);
     let fs = FerroFs::new(
         vfs.clone(),
         KernelCache {
@@ -170,6 +181,13 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     let _ = gc.join();
     // `destroy` flushed open files; flush again in case the kernel skipped it.
     let shutdown = vfs.shutdown();
+    let left = vfs.drain_writeback(WRITEBACK_DRAIN);
+    if left > 0 {
+        tracing::warn!(
+            blocks = left,
+            "staged blocks not uploaded yet; the next mount of this client uploads them"
+        );
+    }
     let _ = vfs.collect_garbage(10_000);
     let _ = meta.close_session(session);
     let _ = meta.sync();

@@ -187,7 +187,7 @@ fn walk(path: &Path, files: &mut Vec<(u64, u64)>, scan: &ProgressBar) -> Result<
     let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.is_file() {
         files.push((meta.ino(), meta.size()));
-        if files.len() % 1000 == 0 {
+        if files.len().is_multiple_of(1000) {
             scan.set_message(format!("listing files: {}", files.len()));
         }
     } else if meta.is_dir() {

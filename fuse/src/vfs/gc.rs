@@ -17,8 +17,16 @@ pub(super) fn collect_garbage(vfs: &Vfs, limit: usize) -> Result<usize> {
     let block_size = vfs.block_size();
     let mut done = Vec::with_capacity(pending.len());
     for (id, size) in pending {
+        let keys = blocks_of_slice(id, size, block_size);
+        // A staged block deleted now would be uploaded later and leak: its slice waits
+        // until writeback has uploaded it.
+        if let Some(c) = &vfs.cache {
+            if keys.iter().any(|k| c.is_staged(k)) {
+                continue;
+            }
+        }
         let mut ok = true;
-        for key in blocks_of_slice(id, size, block_size) {
+        for key in keys {
             if let Err(e) = vfs.store.delete(&key.object_name()) {
                 tracing::warn!(object = %key.object_name(), "delete failed, will retry: {e}");
                 ok = false;
@@ -27,6 +35,12 @@ pub(super) fn collect_garbage(vfs: &Vfs, limit: usize) -> Result<usize> {
         }
         if ok {
             done.push(id);
+        }
+        if let (true, Some(c)) = (ok, &vfs.cache) {
+            // Never read again: give the room back.
+            for key in blocks_of_slice(id, size, block_size) {
+                c.evict(&key);
+            }
         }
     }
     vfs.meta.gc_done(&done)?;

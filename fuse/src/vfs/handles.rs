@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+/// A chunk's slice list as read, and when (nanoseconds).
+pub(super) type CachedSlices = (Arc<Vec<SliceRef>>, u64);
+
 /// A file handle number as the kernel sees it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
 pub struct Fh(pub u64);
@@ -41,7 +44,7 @@ pub struct OpenFile {
     /// Slice lists of its chunks as last read, and when (nanoseconds): valid until
     /// this client changes the chunk, the metadata TTL runs out, or the file is opened
     /// again (close-to-open).
-    pub(super) chunks: Mutex<BTreeMap<ChunkIndex, (Arc<Vec<SliceRef>>, u64)>>,
+    pub(super) chunks: Mutex<BTreeMap<ChunkIndex, CachedSlices>>,
 }
 
 impl OpenFile {

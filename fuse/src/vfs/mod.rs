@@ -14,6 +14,7 @@ mod pool;
 mod read;
 mod warm;
 mod write;
+mod writeback;
 
 pub use warm::{WarmMode, Warmed};
 
@@ -21,6 +22,7 @@ use blocks::Blocks;
 use cache::BlockCache;
 use ferrofs_core::cache::meta::{MetaCache, MetaCacheTtl};
 use ferrofs_core::cache::readahead::Readahead;
+use ferrofs_core::chunk::BlockKey;
 use ferrofs_core::meta::Meta;
 use ferrofs_core::{
     Attr, Ctx, DirEntry, Errno, FileType, Ino, RenameFlags, Result, SetAttr, StatFs, Timespec,
@@ -30,6 +32,7 @@ use ferrofs_s3_backend::ObjectStore;
 use handles::Handles;
 use pool::Pool;
 use std::sync::{Arc, Mutex};
+use writeback::Writeback;
 
 /// Attributes, names and listing pages the metadata cache holds at most (each).
 const META_CACHE_ITEMS: usize = 1 << 20;
@@ -67,6 +70,9 @@ pub struct VfsConfig {
     /// With a non-zero TTL, `open` trusts attributes read that recently instead of
     /// reading them afresh (for read-only data: gives up close-to-open).
     pub open_cache_ns: u64,
+    /// Stage written blocks in the local cache and upload them in the background
+    /// (`--writeback`; needs a block cache on disk). See `writeback`.
+    pub writeback: bool,
     /// Run uploads and prefetches on worker threads. Off, every store call happens on
     /// the calling thread, one at a time, and nothing is read ahead: the simulator
     /// needs that, as it schedules each client's calls on the client's own thread.
@@ -91,6 +97,7 @@ impl Default for VfsConfig {
                 dir: 5_000_000_000,
             },
             open_cache_ns: 0,
+            writeback: false,
             background: true,
             verify_checksums: true,
         }
@@ -108,6 +115,7 @@ pub struct Vfs {
     cache: Option<Arc<BlockCache>>,
     meta_cache: Mutex<MetaCache>,
     uploads: Pool,
+    writeback: Option<Arc<Writeback>>,
 }
 
 impl Vfs {
@@ -137,8 +145,17 @@ impl Vfs {
             config.buffer_size / 2,
             workers(config.max_downloads),
         );
+        let writeback = match &cache {
+            Some(c) if config.writeback => Some(Arc::new(Writeback::new(
+                store.clone(),
+                c.clone(),
+                workers(config.max_uploads),
+            ))),
+            _ => None,
+        };
         Vfs {
             meta,
+            writeback,
             cache,
             meta_cache: Mutex::new(MetaCache::new(config.meta_cache, META_CACHE_ITEMS)),
             uploads: Pool::new("ferrofs-upload", workers(config.max_uploads)),
@@ -174,6 +191,51 @@ impl Vfs {
 
     pub fn block_cache(&self) -> Option<&Arc<BlockCache>> {
         self.cache.as_ref()
+    }
+
+    /// Queues blocks an earlier run staged (found by `BlockCache::open`) for upload.
+    /// Without writeback they are uploaded now, on this thread.
+    pub fn resume_staged(&self, keys: Vec<BlockKey>) {
+        if keys.is_empty() {
+            return;
+        }
+        tracing::info!(
+            blocks = keys.len(),
+            "uploading blocks staged by an earlier run"
+        );
+        match (&self.writeback, &self.cache) {
+            (Some(wb), _) => wb.enqueue(keys),
+            (None, Some(c)) => {
+                let wb = Writeback::new(self.store.clone(), c.clone(), 0);
+                wb.enqueue(keys);
+                while wb.backlog() > 0 && wb.upload_some(64) > 0 {}
+                if wb.backlog() > 0 {
+                    tracing::warn!(
+                        blocks = wb.backlog(),
+                        "staged blocks could not be uploaded; they stay staged for the next mount"
+                    );
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// Uploads up to `limit` staged blocks on this thread (the simulator's way of
+    /// running writeback); returns how many went up.
+    pub fn upload_staged(&self, limit: usize) -> usize {
+        self.writeback
+            .as_ref()
+            .map_or(0, |wb| wb.upload_some(limit))
+    }
+
+    /// Staged blocks not yet uploaded.
+    pub fn writeback_backlog(&self) -> usize {
+        self.writeback.as_ref().map_or(0, |wb| wb.backlog())
+    }
+
+    /// Waits up to `limit` for staged blocks to be uploaded; returns how many are left.
+    pub fn drain_writeback(&self, limit: std::time::Duration) -> usize {
+        self.writeback.as_ref().map_or(0, |wb| wb.drain(limit))
     }
 
     fn now(&self) -> Timespec {

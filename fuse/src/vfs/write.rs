@@ -289,10 +289,25 @@ fn upload_slice(vfs: &Vfs, id: SliceId, data: Arc<Vec<u8>>) -> Arc<Task<Result<(
         let (store, data, done) = (vfs.store.clone(), data.clone(), done.clone());
         let (remaining, failed) = (remaining.clone(), failed.clone());
         let cache = vfs.cache.clone();
+        let writeback = vfs.writeback.clone();
         vfs.uploads.spawn(move || {
             let start = key.index as usize * block_size as usize;
             let name = key.object_name();
             let object = encode_block(&data[start..start + key.len as usize]);
+            if let Some(wb) = &writeback {
+                match wb.cache().stage(&key, &object) {
+                    Ok(()) => {
+                        wb.enqueue([key]);
+                        if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            let failed = *failed.lock().unwrap_or_else(|e| e.into_inner());
+                            done.complete(failed.map_or(Ok(()), Err));
+                        }
+                        return;
+                    }
+                    // Not staged (no cache dir left): upload it now instead.
+                    Err(e) => tracing::warn!(object = %name, "cannot stage, uploading: {e}"),
+                }
+            }
             match store.put(&name, &object) {
                 // What this client wrote, it will likely read: keep it.
                 Ok(()) => {

@@ -150,6 +150,11 @@ impl BlockCache {
         }
     }
 
+    /// Whether `key` is staged for upload (writeback) and not uploaded yet.
+    pub fn is_staged(&self, key: &BlockKey) -> bool {
+        matches!(self.index().dir_of(key), Some((_, true)))
+    }
+
     /// Whether `key` is cached (for `warmup --check`; counts nothing).
     pub fn contains(&self, key: &BlockKey) -> bool {
         self.index().contains(key)
@@ -166,7 +171,8 @@ impl BlockCache {
             self.fail(dir, "a write failed", &e);
             return;
         }
-        if self.admissions.fetch_add(1, Ordering::Relaxed) % SPACE_CHECK_EVERY == 0 {
+        let n = self.admissions.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(SPACE_CHECK_EVERY) {
             self.check_space(dir);
         }
     }
