@@ -78,35 +78,66 @@ impl DiskDir {
 
     fn scan_area(&self, staged: bool, out: &mut Vec<Found>) -> io::Result<()> {
         let area = self.root.join(if staged { "rawstaging" } else { "raw" });
-        let chunks = area.join("chunks");
-        for d1 in read_dir_or_empty(&chunks)? {
-            for d2 in read_dir_or_empty(&d1)? {
-                for file in read_dir_or_empty(&d2)? {
-                    let name = file.strip_prefix(&area).ok().and_then(|p| p.to_str());
-                    let key = name.and_then(BlockKey::parse_object_name);
-                    let meta = std::fs::symlink_metadata(&file)?;
-                    match key {
-                        Some(key) if meta.is_file() && meta.len() == stored_len(key.len) => {
-                            use std::os::unix::fs::MetadataExt;
-                            out.push(Found {
-                                key,
-                                size: meta.len(),
-                                staged,
-                                age: meta.mtime(),
-                            });
-                        }
-                        // Temp files of a crashed write, partial or foreign files.
-                        _ if meta.is_file() => {
-                            tracing::debug!(file = %file.display(), "removing a stray cache file");
-                            let _ = std::fs::remove_file(&file);
-                        }
-                        _ => {}
-                    }
-                }
-            }
+        let mut leaves = Vec::new();
+        for d1 in read_dir_or_empty(&area.join("chunks"))? {
+            leaves.extend(read_dir_or_empty(&d1)?);
         }
+        // Listing and stat-ing every file is I/O-bound on a cold disk: several threads
+        // keep several requests in flight (a mount restores 200,000 blocks this way).
+        let next = AtomicU64::new(0);
+        let found = Mutex::new(Vec::new());
+        let failed = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..SCAN_THREADS.min(leaves.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(dir) = leaves.get(i) else { return };
+                    match scan_leaf(&area, dir, staged) {
+                        Ok(mut f) => found.lock().unwrap_or_else(|e| e.into_inner()).append(&mut f),
+                        Err(e) => *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e),
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        out.append(&mut found.into_inner().unwrap_or_else(|e| e.into_inner()));
         Ok(())
     }
+}
+
+/// Threads listing a cache dir at mount.
+const SCAN_THREADS: usize = 8;
+
+/// The complete blocks in one leaf directory of an area; strays are deleted.
+fn scan_leaf(area: &Path, dir: &Path, staged: bool) -> io::Result<Vec<Found>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for file in read_dir_or_empty(dir)? {
+        let name = file.strip_prefix(area).ok().and_then(|p| p.to_str());
+        let key = name.and_then(BlockKey::parse_object_name);
+        let meta = match std::fs::symlink_metadata(&file) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        match key {
+            Some(key) if meta.is_file() && meta.len() == stored_len(key.len) => out.push(Found {
+                key,
+                size: meta.len(),
+                staged,
+                age: meta.mtime(),
+            }),
+            // Temp files of a crashed write, partial or foreign files.
+            _ if meta.is_file() => {
+                tracing::debug!(file = %file.display(), "removing a stray cache file");
+                let _ = std::fs::remove_file(&file);
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 fn read_dir_or_empty(dir: &Path) -> io::Result<Vec<PathBuf>> {
