@@ -158,7 +158,33 @@ fn ctx(req: &Request) -> Ctx {
     Ctx::new(uid, gid, groups)
 }
 
+/// How long a process's supplementary groups are remembered: `/proc/PID/status` is read
+/// at most this often per process instead of on every request (a process that changes
+/// its groups is seen after this long).
+const GROUPS_TTL: Duration = Duration::from_secs(1);
+
+type GroupsCache = std::collections::HashMap<u32, (std::time::Instant, Vec<u32>)>;
+
 fn supplementary_groups(pid: u32) -> Vec<u32> {
+    static CACHE: std::sync::Mutex<Option<GroupsCache>> = std::sync::Mutex::new(None);
+    let now = std::time::Instant::now();
+    let lock = || CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, groups)) = lock().get_or_insert_with(Default::default).get(&pid) {
+        if now.duration_since(*at) < GROUPS_TTL {
+            return groups.clone();
+        }
+    }
+    let groups = read_supplementary_groups(pid);
+    let mut cache = lock();
+    let map = cache.get_or_insert_with(Default::default);
+    if map.len() > 4096 {
+        map.retain(|_, (at, _)| now.duration_since(*at) < GROUPS_TTL);
+    }
+    map.insert(pid, (now, groups.clone()));
+    groups
+}
+
+fn read_supplementary_groups(pid: u32) -> Vec<u32> {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return Vec::new();
     };
