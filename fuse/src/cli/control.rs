@@ -82,7 +82,7 @@ fn cache_counters(vfs: &Vfs) -> Value {
                 "evicted": c.index.evicted, "evicted_bytes": c.index.evicted_bytes,
                 "rejected": c.index.rejected, "dropped": c.index.dropped,
                 "failed_dirs": c.index.failed_dirs, "checksum_failures": c.checksum_failures,
-                "io_errors": c.io_errors,
+                "io_errors": c.io_errors, "staged_backlog": vfs.writeback_backlog(),
             }})
         }
     }
