@@ -353,6 +353,19 @@ fn warmup_fills_checks_and_evicts_the_cache() {
     assert_eq!(cached_files(), 40);
     let o = ferrofs(&["warmup", ds, "--check"]);
     assert!(stdout(&o).contains("(100.0%)"), "{}", stdout(&o));
+    // The mount's counters, over its control socket.
+    let sock = mount_pid_file(&v.mnt).with_extension("sock");
+    let counters = || {
+        use std::io::BufRead;
+        let sock = sock.clone();
+        let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        s.write_all(b"{\"op\":\"cache\"}\n").unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(s).read_line(&mut line).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        v["done"].clone()
+    };
+    assert_eq!(counters()["blocks"], 40);
     v.umount();
     // With the store emptied, the warmed cache alone serves every file.
     sh(&v.data, "find . -type f -path './chunks/*' -delete");
@@ -361,17 +374,28 @@ fn warmup_fills_checks_and_evicts_the_cache() {
         let got = std::fs::read(v.path(&format!("ds/a/f{i}"))).unwrap();
         assert_eq!(got, pattern(100_000, i as u8));
     }
+    let c = counters();
+    assert_eq!(
+        (c["hits"].as_u64(), c["restored"].as_u64()),
+        (Some(40), Some(40)),
+        "{c}"
+    );
     v.umount();
 }
 
-/// The pid of the mount process at `mnt` (from its pid file).
-fn mount_pid(mnt: &std::path::Path) -> i32 {
+/// The pid file of the mount process at `mnt` (its control socket is beside it).
+fn mount_pid_file(mnt: &std::path::Path) -> std::path::PathBuf {
     let name: String = mnt
         .to_string_lossy()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    let f = std::env::temp_dir().join(format!("ferrofs{name}.pid"));
+    std::env::temp_dir().join(format!("ferrofs{name}.pid"))
+}
+
+/// The pid of the mount process at `mnt`.
+fn mount_pid(mnt: &std::path::Path) -> i32 {
+    let f = mount_pid_file(mnt);
     std::fs::read_to_string(&f).unwrap().trim().parse().unwrap()
 }
 
