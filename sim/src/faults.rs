@@ -19,6 +19,15 @@
 //!   writes and silent corruption of the engine's own files are not modelled apart:
 //!   they are the engine's (sled's) business, which checksums its pages and reports a
 //!   damaged or torn page as an I/O error — to ferrofs they are the same EIO.
+//! - `cache-disk`: the disks of the clients' local block caches ([`crate::cache_disk`]).
+//!   A read fails with EIO; the disk fills up for a stretch (writes fail with ENOSPC,
+//!   free space reads as almost none); a cached block is silently corrupted (a bit
+//!   flipped in what a read returns, or in the stored file); a file is torn (cut to a
+//!   prefix); the whole dir vanishes (every file gone, the dir missing until the
+//!   client restarts, when it may come back empty). Unsynced cached writes lost or torn
+//!   by a system crash are that fault's doing and counted with these. None of these
+//!   may ever reach an application: the cache must drop the copy or the dir and read
+//!   from the object store, so they do not count as errors injected into a client.
 //!
 //! Rates are drawn per run from the seed: each enabled class gets a multiplier between
 //! 0 and 4, so a batch of seeds mixes calm runs with harsh ones.
@@ -35,15 +44,17 @@ pub struct FaultSet {
     pub system_crash: bool,
     pub pause: bool,
     pub meta_disk: bool,
+    pub cache_disk: bool,
 }
 
-const CLASSES: [&str; 6] = [
+const CLASSES: [&str; 7] = [
     "store",
     "meta-latency",
     "crash",
     "system-crash",
     "pause",
     "meta-disk",
+    "cache-disk",
 ];
 
 impl FaultSet {
@@ -59,6 +70,7 @@ impl FaultSet {
             system_crash: true,
             pause: true,
             meta_disk: true,
+            cache_disk: true,
         }
     }
 
@@ -78,6 +90,7 @@ impl FaultSet {
                 "system-crash" => f.system_crash = true,
                 "pause" => f.pause = true,
                 "meta-disk" => f.meta_disk = true,
+                "cache-disk" => f.cache_disk = true,
                 other => {
                     return Err(format!(
                         "unknown fault class '{other}': use none, all, or a comma list of {}",
@@ -89,7 +102,7 @@ impl FaultSet {
         Ok(f)
     }
 
-    fn flags(&self) -> [bool; 6] {
+    fn flags(&self) -> [bool; 7] {
         [
             self.store,
             self.meta_latency,
@@ -97,6 +110,7 @@ impl FaultSet {
             self.system_crash,
             self.pause,
             self.meta_disk,
+            self.cache_disk,
         ]
     }
 }
@@ -111,7 +125,7 @@ impl fmt::Display for FaultSet {
             .collect();
         match on.len() {
             0 => write!(f, "none"),
-            6 => write!(f, "all"),
+            7 => write!(f, "all"),
             _ => write!(f, "{}", on.join(",")),
         }
     }
@@ -138,10 +152,24 @@ pub enum Fault {
     /// Committed metadata transactions a system crash threw away (unsynced tail).
     LostTxns,
     Pause,
+    /// Cache-disk reads that failed with EIO.
+    CacheIoError,
+    /// Stretches of time a cache disk was full.
+    CacheDiskFull,
+    /// Cache-disk writes refused with ENOSPC.
+    CacheNoSpace,
+    /// Cached blocks silently corrupted (in what a read returned, or on the disk).
+    CacheCorrupt,
+    /// Cached files torn: cut short on the disk, or torn by a system crash.
+    CacheTorn,
+    /// Unsynced cached writes a system crash threw away.
+    CacheLostWrite,
+    /// Cache dirs that vanished.
+    CacheVanished,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 20] = [
         Fault::StoreTail,
         Fault::StoreError,
         Fault::StoreTimeout,
@@ -155,6 +183,13 @@ impl Fault {
         Fault::SystemCrash,
         Fault::LostTxns,
         Fault::Pause,
+        Fault::CacheIoError,
+        Fault::CacheDiskFull,
+        Fault::CacheNoSpace,
+        Fault::CacheCorrupt,
+        Fault::CacheTorn,
+        Fault::CacheLostWrite,
+        Fault::CacheVanished,
     ];
 
     pub fn name(self) -> &'static str {
@@ -172,6 +207,13 @@ impl Fault {
             Fault::SystemCrash => "system crash",
             Fault::LostTxns => "unsynced txns lost",
             Fault::Pause => "client pause",
+            Fault::CacheIoError => "cache disk EIO",
+            Fault::CacheDiskFull => "cache disk full",
+            Fault::CacheNoSpace => "cache ENOSPC",
+            Fault::CacheCorrupt => "cache corrupt block",
+            Fault::CacheTorn => "cache torn file",
+            Fault::CacheLostWrite => "cache unsynced lost",
+            Fault::CacheVanished => "cache dir vanished",
         }
     }
 }
@@ -222,6 +264,18 @@ pub struct Rates {
     pub meta_eio: f64,
     /// Per metadata call while the disk has space: the disk fills up now.
     pub meta_full: f64,
+    /// Per cache-disk read: it fails with EIO.
+    pub cache_eio: f64,
+    /// Per cache-disk write while the disk has space: the disk fills up now.
+    pub cache_full: f64,
+    /// Per cache-disk read: a bit of what it returns is flipped.
+    pub cache_flip: f64,
+    /// Per cache-disk read: a bit of the stored file is flipped first (bit rot).
+    pub cache_rot: f64,
+    /// Per cache-disk read: the stored file is cut to a prefix first.
+    pub cache_torn: f64,
+    /// Per cache-disk call: the whole dir vanishes.
+    pub cache_vanish: f64,
 }
 
 impl Rates {
@@ -243,6 +297,7 @@ impl Rates {
             m(set.pause),
         );
         let disk = m(set.meta_disk);
+        let cache = m(set.cache_disk);
         Rates {
             store_tail: 0.03 * store,
             store_error: 0.01 * store,
@@ -255,6 +310,12 @@ impl Rates {
             pause: pause / 1000.0,
             meta_eio: 0.002 * disk,
             meta_full: disk / 2500.0,
+            cache_eio: 0.0025 * cache,
+            cache_full: cache / 800.0,
+            cache_flip: 0.005 * cache,
+            cache_rot: 0.003 * cache,
+            cache_torn: 0.004 * cache,
+            cache_vanish: cache / 5000.0,
         }
     }
 }
@@ -263,6 +324,8 @@ impl Rates {
 pub const META_MEDIAN_NS: u64 = 250_000;
 /// Median latency of an object-store call (virtual ns).
 pub const STORE_MEDIAN_NS: u64 = 12_000_000;
+/// Median latency of a cache-disk call (virtual ns): a local SSD.
+pub const CACHE_MEDIAN_NS: u64 = 60_000;
 
 /// What happens to one call's request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -334,6 +397,8 @@ impl Decision {
 pub enum Service {
     Meta,
     Store,
+    /// A client's local cache disk (its faults are decided by [`crate::cache_disk`]).
+    CacheDisk,
     /// Not a call: a client thinking between operations (a yield point without I/O).
     Think(u64),
 }
@@ -386,6 +451,7 @@ pub fn decide(
             }
             d
         }
+        Service::CacheDisk => Decision::clean(rng.latency(CACHE_MEDIAN_NS, 0.0)),
         Service::Think(ns) => Decision::clean(ns),
     };
     if rng.chance(rates.pause) {
@@ -416,6 +482,8 @@ mod tests {
             "system-crash,pause",
             "meta-latency",
             "crash,meta-disk",
+            "cache-disk",
+            "store,cache-disk",
         ] {
             assert_eq!(FaultSet::parse(s).unwrap().to_string(), s);
         }

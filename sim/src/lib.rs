@@ -38,15 +38,19 @@
 //! - [`rng`]: the seeded PRNG; [`trace`]: events and the trace hash;
 //! - [`scheduler`] and [`world`]: virtual time, the baton, yield points, crashes;
 //! - [`faults`]: fault classes, per-run rates, per-call decisions, counters;
-//! - [`kv`] and [`store`]: the simulated engine and store; [`plant`]: planted bugs;
+//! - [`kv`] and [`store`]: the simulated engine and store; [`cache_disk`]: the disks of
+//!   the clients' local block caches; [`plant`]: planted bugs;
 //! - [`workload`] and [`namespace`]: what the clients do; [`pattern`] and [`oracle`]:
 //!   attributable data and what files may contain;
-//! - [`checkers`]: metadata consistency, objects vs metadata, no loss / no garbage;
-//! - [`client`]: a client thread's incarnations; [`finale`]: heal, clean up, check;
+//! - [`checkers`]: metadata consistency, objects vs metadata, no loss / no garbage, block
+//!   cache accounting;
+//! - [`client`]: a client thread's incarnations; [`client_cache`]: its block cache; [`finale`]: heal, clean up, check;
 //!   [`run`]: one seed, start to end.
 
+pub mod cache_disk;
 pub mod checkers;
 pub mod client;
+pub mod client_cache;
 pub mod faults;
 pub mod finale;
 pub mod kv;

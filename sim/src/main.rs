@@ -36,7 +36,7 @@ struct Args {
     #[arg(long, default_value_t = 150)]
     steps: u64,
     /// Faults to inject: `none`, `all`, or a comma list of store, meta-latency, crash,
-    /// system-crash, pause, meta-disk.
+    /// system-crash, pause, meta-disk, cache-disk.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Stop starting new seeds after this long (e.g. `120s`, `3m`).
@@ -46,7 +46,7 @@ struct Args {
     #[arg(long)]
     trace: bool,
     /// Plant a known bug: lying-fsync, non-atomic-txn, slice-id-reuse, lost-object-put,
-    /// skip-checksum, swallowed-meta-error.
+    /// skip-checksum, swallowed-meta-error, misdirected-cache-read, ignored-cache-delete.
     #[arg(long)]
     plant: Option<String>,
     /// Check the whole world every this many yield points (0: only at the end).
@@ -153,6 +153,7 @@ struct Totals {
     refused: u64,
     compactions: u64,
     checks: u64,
+    cache: sim::client_cache::CacheTotals,
 }
 
 impl Totals {
@@ -181,6 +182,7 @@ impl Totals {
         self.checks += r.checks;
         self.refused += r.abandoned_uploads;
         self.compactions += r.compactions;
+        self.cache.merge(&r.cache);
         if r.leaked > 0 {
             self.runs_leaking += 1;
             if !r.counts.may_leak() {
@@ -410,6 +412,11 @@ fn summary(t: &Totals, wall: Duration, first: u64, end: u64, contiguous: bool) {
     println!(
         "  other ops failing with EIO/ENOSPC under an injected fault (namespace ops, unlinks, mounts): {}",
         t.op_errors_injected
+    );
+    let c = &t.cache;
+    println!(
+        "  block caches: {} hits, {} misses, {} admitted, {} evicted, {} refused; {} copies dropped ({} failed their checksums), {} dirs taken out, {} blocks found at mount, {} accounting checks",
+        c.hits, c.misses, c.admitted, c.evicted, c.rejected, c.dropped, c.checksum_failures, c.failed_dirs, c.restored, c.checks
     );
     println!(
         "  open files removed by another client (read ENOENT through an open handle): {}",

@@ -18,7 +18,15 @@
 //! - `swallowed-meta-error`: a transaction the metadata disk failed (EIO, or ENOSPC while
 //!   the disk is full) reports success although nothing was applied — as if the client
 //!   ignored a failed commit — found by the data checker (a closed file lost its data)
-//!   and the metadata checker. Needs the `meta-disk` faults.
+//!   and the metadata checker. Needs the `meta-disk` faults;
+//! - `misdirected-cache-read`: a client's cache disk now and then answers a read with the
+//!   file of another cached block of the same length (a misdirected read, or a file
+//!   renamed over the wrong name). The object is well-formed — data, checksums, magic —
+//!   and ferrofs's block format names no key, so the cache's verification passes it —
+//!   found by the data checker as garbage or lost data;
+//! - `ignored-cache-delete`: a cache disk acknowledges some deletes of cached files and
+//!   keeps the files — found by the cache checker (files on the disk the index does not
+//!   know, which would fill the disk for good).
 
 use std::fmt;
 
@@ -33,16 +41,20 @@ pub enum Plant {
     LostObjectPut,
     SkipChecksum,
     SwallowedMetaError,
+    MisdirectedCacheRead,
+    IgnoredCacheDelete,
 }
 
 impl Plant {
-    pub const ALL: [Plant; 6] = [
+    pub const ALL: [Plant; 8] = [
         Plant::LyingFsync,
         Plant::NonAtomicTxn,
         Plant::SliceIdReuse,
         Plant::LostObjectPut,
         Plant::SkipChecksum,
         Plant::SwallowedMetaError,
+        Plant::MisdirectedCacheRead,
+        Plant::IgnoredCacheDelete,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +65,8 @@ impl Plant {
             Plant::LostObjectPut => "lost-object-put",
             Plant::SkipChecksum => "skip-checksum",
             Plant::SwallowedMetaError => "swallowed-meta-error",
+            Plant::MisdirectedCacheRead => "misdirected-cache-read",
+            Plant::IgnoredCacheDelete => "ignored-cache-delete",
         }
     }
 

@@ -6,7 +6,9 @@
 //! a fresh client alone cleans up orphans, runs gc to completion and reads everything
 //! back), **check** (the metadata and objects checkers, strictly).
 
+use crate::cache_disk::CacheDisks;
 use crate::client;
+use crate::client_cache::CacheTotals;
 use crate::faults::{FaultCounts, FaultSet, Rates};
 use crate::finale;
 use crate::kv::SimKv;
@@ -77,6 +79,8 @@ pub struct RunReport {
     pub switches: u64,
     /// Chunks compacted (slice lists replaced by shorter ones).
     pub compactions: u64,
+    /// The clients' block caches, all incarnations together.
+    pub cache: CacheTotals,
 }
 
 impl RunReport {
@@ -100,6 +104,10 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         BLOCK_SIZE,
         cfg.trace,
     );
+    // Every client's cache disks (the final client's too): their number and eviction
+    // policy, from their own stream so that the rest of the run draws as before.
+    let disks = CacheDisks::draw(k + 1, &mut Rng::derive(cfg.seed, 2000));
+    world.with(|st| st.cache = disks);
     if let Err(e) = setup(&world, k, cfg.seed) {
         world.fail(WORLD, format!("setup failed: {e:?}"));
     }
@@ -180,6 +188,7 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         checks: st.checks,
         switches: st.sched.switches,
         compactions: st.kv.compactions,
+        cache: st.cache.totals,
     }
 }
 

@@ -12,10 +12,13 @@
 //!   that creates, renames and unlinks of different clients collide;
 //! - garbage collection passes.
 //!
-//! After a (re)start a client first reads back its own files. At the end of its steps it
-//! closes everything and leaves, like an unmount.
+//! Every client has a local block cache over its simulated cache disks
+//! ([`crate::client_cache`]), reopened at every (re)start. After a (re)start a client
+//! first reads back its own files. At the end of its steps it closes everything and
+//! leaves, like an unmount (and its cache's accounting is checked).
 
 use crate::checkers::data;
+use crate::client_cache::{self, Tally};
 use crate::kv::SimKv;
 use crate::oracle::{Oracle, Outcome, Shape};
 use crate::pattern;
@@ -91,6 +94,8 @@ pub struct Client<'a> {
     pub held: Vec<Held>,
     pub ctx: Ctx,
     session: u64,
+    /// Adds the block cache's counters to the world's when this incarnation ends.
+    _tally: Tally,
 }
 
 /// Mounts the volume as client `me`: loads it and registers a session. (Unlike the
@@ -122,10 +127,12 @@ pub fn mount(world: &Arc<World>, me: usize) -> Result<(Vfs, u64), Errno> {
         verify_checksums: world.plant() != Some(Plant::SkipChecksum),
         ..VfsConfig::default()
     };
-    Ok((
-        Vfs::new(Arc::new(meta), store, world.clock(), config),
-        session,
-    ))
+    let (cache, staged) = client_cache::open(world, me);
+    let vfs = Vfs::with_cache(Arc::new(meta), store, world.clock(), config, Some(cache));
+    // Blocks a writeback client staged before it crashed (none while the simulated
+    // clients write through): uploaded now, as a mount does.
+    vfs.resume_staged(staged);
+    Ok((vfs, session))
 }
 
 /// Runs one incarnation of a worker: recovery check, steps, unmount.
@@ -184,7 +191,12 @@ impl<'a> Client<'a> {
             }
         };
         let layout = world.with(|st| st.layout.clone());
+        let cache = vfs.block_cache().expect("sim clients have a cache").clone();
         Some(Client {
+            _tally: Tally {
+                world: world.clone(),
+                cache,
+            },
             world,
             me,
             clients,
@@ -580,6 +592,9 @@ impl<'a> Client<'a> {
         }
         let _ = self.vfs.shutdown();
         let _ = self.vfs.meta().close_session(self.session);
+        if let Some(cache) = self.vfs.block_cache() {
+            client_cache::check_unmount(self.world, self.me, cache);
+        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! The simulated world: one lock around everything shared, and the baton.
 //!
-//! [`State`] holds the metadata engine, the object store, the oracle, the trace, the
-//! fault rates and counters, and the [`Scheduler`]. Client threads touch it only while
-//! they hold the baton, so the lock is never contended; it exists to hand the baton over
-//! (one [`Condvar`] per client) and to keep Rust's aliasing rules honest.
+//! [`State`] holds the metadata engine, the object store, the clients' cache disks, the
+//! oracle, the trace, the fault rates and counters, and the [`Scheduler`]. Client
+//! threads touch it only while they hold the baton, so the lock is never contended; it
+//! exists to hand the baton over (one [`Condvar`] per client) and to keep Rust's
+//! aliasing rules honest.
 //!
 //! [`World::call`] is the yield point every simulated service call goes through: it
 //! decides the call's fate (latency, failure, crash), parks the caller until the
@@ -12,6 +13,7 @@
 //! ([`Crashed`]) that the client loop catches; dropping the client's `Vfs` and `Meta` on
 //! the way loses what only lived in its memory, as a process crash would.
 
+use crate::cache_disk::CacheDisks;
 use crate::checkers::{meta_consistency, objects};
 use crate::faults::{decide, CrashAt, Decision, Failure, Fault, FaultCounts, Rates, Service};
 use crate::kv::KvState;
@@ -69,6 +71,8 @@ pub struct State {
     pub sched: Scheduler,
     pub kv: KvState,
     pub store: StoreState,
+    /// The disks of the clients' local block caches.
+    pub cache: CacheDisks,
     pub oracle: Oracle,
     pub trace: Trace,
     pub counts: FaultCounts,
@@ -138,6 +142,7 @@ impl World {
             sched: Scheduler::new(slots),
             kv: KvState::default(),
             store: StoreState::default(),
+            cache: CacheDisks::default(),
             oracle: Oracle::default(),
             trace: Trace::new(print_trace),
             counts: FaultCounts::default(),
@@ -502,12 +507,15 @@ impl World {
         resume_unwind(Box::new(Crashed))
     }
 
-    /// Every client and the metadata engine crash at once (during `me`'s `kind`).
+    /// Every client, the metadata engine and the cache disks crash at once (during
+    /// `me`'s `kind`).
     fn system_crash(&self, mut st: MutexGuard<'_, State>, me: usize, kind: &str) -> ! {
         st.counts.add(Fault::SystemCrash, 1);
         let lost = st.kv.crash();
         st.counts.add(Fault::LostTxns, lost);
         let now = st.sched.now;
+        let s = &mut *st;
+        s.cache.system_crash(now, &mut s.rng, &mut s.counts);
         st.trace
             .record(now, me, "SYSTEM-CRASH", kind.as_bytes(), lost, || {
                 format!("{lost} unsynced transactions lost")

@@ -42,6 +42,19 @@ fn same_seed_same_trace_different_seed_different_trace() {
         a.trace_hash, c.trace_hash,
         "seeds 7 and 8 gave the same trace"
     );
+    // The clients' block caches took part (their disks are yield points too).
+    assert!(a.cache.hits > 0 && a.cache.admitted > 0, "{:?}", a.cache);
+    assert_eq!(a.cache, b.cache);
+    // Also with only the cache-disk faults.
+    let disk = |seed| RunConfig {
+        faults: FaultSet::parse("cache-disk").unwrap(),
+        ..config(seed)
+    };
+    let (d, e) = (run(&disk(11)), run(&disk(11)));
+    assert_eq!(
+        (d.trace_hash, d.events, d.counts, d.cache),
+        (e.trace_hash, e.events, e.counts, e.cache)
+    );
     // Also with a planted bug (the failing run is reproducible too).
     let plant = |seed| RunConfig {
         plant: Some(Plant::NonAtomicTxn),
@@ -149,6 +162,19 @@ fn planted_slice_id_reuse_is_found_by_the_data_checker_alone() {
 }
 
 #[test]
+fn planted_misdirected_cache_read_is_found_by_the_data_checker() {
+    // A cache disk returning another block's (well-formed) file: no checksum catches it.
+    finds(Plant::MisdirectedCacheRead, 200, |f| {
+        f.contains("garbage") || f.contains("data loss")
+    });
+}
+
+#[test]
+fn planted_ignored_cache_delete_is_found_by_the_cache_checker() {
+    finds(Plant::IgnoredCacheDelete, 200, |f| f.contains("cache:"));
+}
+
+#[test]
 fn planted_lying_fsync_is_found_by_the_data_checker() {
     finds(Plant::LyingFsync, 200, |f| f.contains("data loss"));
 }
@@ -188,4 +214,48 @@ fn meta_disk_faults_fire_and_clients_see_them() {
     }
     assert_eq!(counts.get(Fault::StoreError), 0, "only meta-disk faults");
     assert!(explained > 0, "no client ever saw a meta-disk error");
+}
+
+#[test]
+fn cache_disk_faults_fire_and_never_reach_applications() {
+    use sim::faults::Fault;
+    let mut counts = sim::faults::FaultCounts::default();
+    let mut cache = sim::client_cache::CacheTotals::default();
+    for seed in 0..30 {
+        let r = run(&RunConfig {
+            faults: FaultSet::parse("cache-disk").unwrap(),
+            ..config(seed)
+        });
+        assert!(r.passed(), "seed {seed} failed: {}", r.failure.unwrap());
+        for f in Fault::ALL {
+            counts.add(f, r.counts.get(f));
+        }
+        cache.merge(&r.cache);
+        // A damaged copy or a failed dir is a miss, read from the store: no client
+        // ever sees an error for it.
+        let d = r.data;
+        assert_eq!(
+            (d.eio_injected, d.enospc_injected, d.op_errors_injected),
+            (0, 0, 0),
+            "seed {seed}: a cache-disk fault reached an application"
+        );
+    }
+    for f in [
+        Fault::CacheIoError,
+        Fault::CacheDiskFull,
+        Fault::CacheNoSpace,
+        Fault::CacheCorrupt,
+        Fault::CacheTorn,
+        Fault::CacheVanished,
+    ] {
+        assert!(counts.get(f) > 0, "{} never fired in 30 seeds", f.name());
+    }
+    assert_eq!(counts.get(Fault::StoreError), 0, "only cache-disk faults");
+    assert!(
+        cache.checksum_failures > 0,
+        "no damaged copy was caught: {cache:?}"
+    );
+    assert!(cache.failed_dirs > 0, "no dir was taken out: {cache:?}");
+    assert!(cache.evicted > 0 && cache.hits > 0, "{cache:?}");
+    assert!(cache.checks > 0, "no clean unmount was checked");
 }

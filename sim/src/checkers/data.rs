@@ -10,7 +10,8 @@
 //! - **Errors have causes.** A read may fail with EIO only if the store returned an
 //!   injected error to that client during the read, or if the objects it was reading
 //!   were deleted under it (a rewrite or truncation and gc raced it); an owned file may
-//!   be missing only if the oracle allows it.
+//!   be missing only if the oracle allows it. Faults of the local cache disks never
+//!   explain an error: a damaged copy or a failed cache dir must be a miss.
 
 use crate::oracle::{Shape, SharedWrite};
 use crate::pattern;
