@@ -11,11 +11,12 @@
 //! loses it or tears it (a prefix, or the right size with a zeroed tail). Faults (class
 //! `cache-disk`, see [`crate::faults`]) are decided when a call takes effect: read EIO,
 //! a full disk (ENOSPC, little free space), bit flips in what a read returns or in the
-//! stored file, a file cut short, the dir vanishing. A dir that returned what makes the
+//! stored file, a file cut short, another block's file returned (misdirected), the dir
+//! vanishing. A dir that returned what makes the
 //! `BlockCache` take it out is marked `failed` for [`crate::checkers::cache`].
 //!
-//! Planted bugs: `misdirected-cache-read` makes a read return the file of another block
-//! of the same length (a well-formed object, checksums and all); `ignored-cache-delete`
+//! Planted bugs: `misdirected-cache-read` turns the client's key check off and misdirects
+//! more reads (a well-formed object, checksums and all); `ignored-cache-delete`
 //! acknowledges some deletes and keeps the files.
 
 use crate::client_cache::CacheTotals;
@@ -24,9 +25,9 @@ use crate::plant::Plant;
 use crate::rng::Rng;
 use crate::trace::Fnv;
 use crate::world::{State, Step, World};
+use ferrofs::vfs::cache::cache_file_len;
 use ferrofs::vfs::cache::{CacheConfig, CacheDir, Found};
 use ferrofs_core::cache::policy::PolicyKind;
-use ferrofs_core::chunk::block::stored_len;
 use ferrofs_core::chunk::BlockKey;
 use std::collections::BTreeMap;
 use std::io;
@@ -130,12 +131,14 @@ impl CacheDisks {
     }
 
     /// The cache setup of client `me`.
-    pub fn config(&self, me: usize) -> CacheConfig {
+    pub fn config(&self, me: usize, plant: Option<Plant>) -> CacheConfig {
         CacheConfig {
             capacity: CACHE_CAPACITY,
             free_ratio: FREE_RATIO,
             policy: self.policy,
             seed: self.seed.wrapping_add(me as u64),
+            // The planted bug: the client takes whatever file the disk returns.
+            verify_keys: plant != Some(Plant::MisdirectedCacheRead),
         }
     }
 
@@ -310,14 +313,18 @@ impl CacheDir for SimCacheDir {
                 flip(e.rng, &mut out);
                 note = "ok (bit flipped in the read)";
             }
-            if misdirect && e.rng.chance(MISDIRECT_RATE) {
+            let planted = misdirect && e.rng.chance(MISDIRECT_RATE);
+            if planted || e.rng.chance(e.rates.cache_misdirect) {
                 let others: Vec<&File> = (e.disk.files.iter())
                     .filter(|((s, k), _)| *s == staged && k.len == key.len && k != key)
                     .map(|(_, f)| f)
                     .collect();
                 if !others.is_empty() {
                     out = others[e.rng.index(others.len())].bytes.clone();
-                    note = "another block's file (planted)";
+                    note = "another block's file";
+                    if !planted {
+                        e.counts.add(Fault::CacheMisdirected, 1);
+                    }
                 }
             }
             let code = Fnv::default().data(&out).finish();
@@ -343,7 +350,9 @@ impl CacheDir for SimCacheDir {
             let room = e.disk.free(e.now) + old as u64;
             if e.now < e.disk.full_until || object.len() as u64 > room {
                 e.counts.add(Fault::CacheNoSpace, 1);
-                e.disk.failed = true;
+                // A full disk stops caching for a while; only a failed staging write
+                // takes the dir out.
+                e.disk.failed |= staged;
                 return (Err(errno(libc::ENOSPC)), 0, "disk full");
             }
             let file = File {
@@ -388,7 +397,7 @@ impl CacheDir for SimCacheDir {
             // Like `DiskDir`: files of the wrong size are partial; they are deleted.
             e.disk
                 .files
-                .retain(|(_, k), f| f.bytes.len() as u64 == stored_len(k.len));
+                .retain(|(_, k), f| f.bytes.len() as u64 == cache_file_len(k));
             let found: Vec<Found> = (e.disk.files.iter())
                 .map(|(&(staged, key), f)| Found {
                     key,

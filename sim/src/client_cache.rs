@@ -14,10 +14,11 @@ use std::sync::Arc;
 /// Opens client `me`'s block cache over its dirs (after a restart, a vanished dir may
 /// be back, empty), with the staged blocks found in them (for `Vfs::resume_staged`).
 pub fn open(world: &Arc<World>, me: usize) -> (Arc<BlockCache>, Vec<BlockKey>) {
+    let plant = world.plant();
     let config = world.with(|st| {
         let s = &mut *st;
         s.cache.remount(me, &mut s.rng);
-        s.cache.config(me)
+        s.cache.config(me, plant)
     });
     let (cache, staged) = BlockCache::open(SimCacheDir::all_of(world, me), &config);
     let restored = cache.counters().restored;

@@ -23,7 +23,8 @@
 //!   A read fails with EIO; the disk fills up for a stretch (writes fail with ENOSPC,
 //!   free space reads as almost none); a cached block is silently corrupted (a bit
 //!   flipped in what a read returns, or in the stored file); a file is torn (cut to a
-//!   prefix); the whole dir vanishes (every file gone, the dir missing until the
+//!   prefix); a read returns another block's file of the same length (misdirected);
+//!   the whole dir vanishes (every file gone, the dir missing until the
 //!   client restarts, when it may come back empty). Unsynced cached writes lost or torn
 //!   by a system crash are that fault's doing and counted with these. None of these
 //!   may ever reach an application: the cache must drop the copy or the dir and read
@@ -166,10 +167,12 @@ pub enum Fault {
     CacheLostWrite,
     /// Cache dirs that vanished.
     CacheVanished,
+    /// Cache-disk reads answered with another block's file (misdirected).
+    CacheMisdirected,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 20] = [
+    pub const ALL: [Fault; 21] = [
         Fault::StoreTail,
         Fault::StoreError,
         Fault::StoreTimeout,
@@ -190,6 +193,7 @@ impl Fault {
         Fault::CacheTorn,
         Fault::CacheLostWrite,
         Fault::CacheVanished,
+        Fault::CacheMisdirected,
     ];
 
     pub fn name(self) -> &'static str {
@@ -214,6 +218,7 @@ impl Fault {
             Fault::CacheTorn => "cache torn file",
             Fault::CacheLostWrite => "cache unsynced lost",
             Fault::CacheVanished => "cache dir vanished",
+            Fault::CacheMisdirected => "cache misdirected read",
         }
     }
 }
@@ -276,6 +281,8 @@ pub struct Rates {
     pub cache_torn: f64,
     /// Per cache-disk call: the whole dir vanishes.
     pub cache_vanish: f64,
+    /// Per cache-disk read: another block's file of the same length is returned.
+    pub cache_misdirect: f64,
 }
 
 impl Rates {
@@ -316,6 +323,7 @@ impl Rates {
             cache_rot: 0.003 * cache,
             cache_torn: 0.004 * cache,
             cache_vanish: cache / 5000.0,
+            cache_misdirect: 0.003 * cache,
         }
     }
 }

@@ -19,11 +19,12 @@
 //!   the disk is full) reports success although nothing was applied — as if the client
 //!   ignored a failed commit — found by the data checker (a closed file lost its data)
 //!   and the metadata checker. Needs the `meta-disk` faults;
-//! - `misdirected-cache-read`: a client's cache disk now and then answers a read with the
-//!   file of another cached block of the same length (a misdirected read, or a file
-//!   renamed over the wrong name). The object is well-formed — data, checksums, magic —
-//!   and ferrofs's block format names no key, so the cache's verification passes it —
-//!   found by the data checker as garbage or lost data;
+//! - `misdirected-cache-read`: the client does not check which block a cached file holds
+//!   (its production switch, `CacheConfig::verify_keys`, off) while its cache disk now
+//!   and then answers a read with the file of another cached block of the same length.
+//!   That file is well-formed — data, checksums, magic — so only the key trailer of a
+//!   cached copy tells it apart; without it the data checker finds garbage or lost data.
+//!   (Misdirected reads with the check on are an ordinary `cache-disk` fault.)
 //! - `ignored-cache-delete`: a cache disk acknowledges some deletes of cached files and
 //!   keeps the files — found by the cache checker (files on the disk the index does not
 //!   know, which would fill the disk for good).

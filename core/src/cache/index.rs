@@ -289,6 +289,12 @@ impl BlockCacheIndex {
         lost
     }
 
+    /// The dir's disk turned out full (a write failed): admit nothing to it until a
+    /// [`Self::set_disk_space`] shows room again.
+    pub fn mark_short_of_space(&mut self, dir: DirId) {
+        self.dirs[dir.0].short_of_space = true;
+    }
+
     pub fn is_alive(&self, dir: DirId) -> bool {
         self.dirs.get(dir.0).is_some_and(|d| d.alive)
     }

@@ -82,6 +82,7 @@ pub fn open_block_cache(
         free_ratio,
         policy,
         seed,
+        verify_keys: true,
     };
     let started = std::time::Instant::now();
     let (cache, staged) = BlockCache::open(dirs, &config);

@@ -171,6 +171,14 @@ fn upload(s: &Shared, key: &BlockKey) -> bool {
             );
             return true;
         }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            tracing::error!(
+                object = %name,
+                "a staged block is damaged on the cache disk ({e}); its data is lost"
+            );
+            s.cache.drop_staged(key);
+            return true;
+        }
         Err(e) => {
             tracing::warn!(object = %name, "cannot read a staged block, will retry: {e}");
             return false;

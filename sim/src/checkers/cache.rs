@@ -13,8 +13,8 @@
 //! has its blocks in the index: then only the first point is checked.
 
 use crate::cache_disk::Disk;
+use ferrofs::vfs::cache::cache_file_len;
 use ferrofs::vfs::cache::CacheCounters;
-use ferrofs_core::chunk::block::stored_len;
 use ferrofs_core::chunk::BlockKey;
 
 /// Violations of the cache's accounting over `disks` (one client's dirs).
@@ -32,9 +32,9 @@ pub fn check(
         }
         for (staged, key) in disk.blocks() {
             blocks += 1;
-            bytes += stored_len(key.len);
+            bytes += cache_file_len(&key);
             if staged {
-                staged_bytes += stored_len(key.len);
+                staged_bytes += cache_file_len(&key);
             }
             if !contains(&key) && found.len() < 8 {
                 let area = if staged { "staged" } else { "cached" };

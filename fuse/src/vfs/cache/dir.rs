@@ -2,7 +2,8 @@
 //! memory ([`MemDir`]), behind [`CacheDir`] so the simulator can put a faulty disk there.
 //!
 //! A cached block is the block object exactly as stored (data, per-64 KiB checksums,
-//! magic), so a read verifies it the same way as a fetched object. On disk:
+//! magic) followed by a trailer naming its key (see `super::seal`), so a read verifies it
+//! the same way as a fetched object and knows it is the right block. On disk:
 //!
 //! ```text
 //! DIR/VOLUME-UUID/raw/chunks/{id/10^6}/{id/10^3}/{id}_{index}_{len}         cached
@@ -14,7 +15,6 @@
 //! staged files are fsynced (with their directory) before they count, as they may be
 //! the only copy. A torn cached file is caught by its checksums on read.
 
-use ferrofs_core::chunk::block::stored_len;
 use ferrofs_core::chunk::BlockKey;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -93,7 +93,10 @@ impl DiskDir {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some(dir) = leaves.get(i) else { return };
                     match scan_leaf(&area, dir, staged) {
-                        Ok(mut f) => found.lock().unwrap_or_else(|e| e.into_inner()).append(&mut f),
+                        Ok(mut f) => found
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .append(&mut f),
                         Err(e) => *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e),
                     }
                 });
@@ -123,12 +126,14 @@ fn scan_leaf(area: &Path, dir: &Path, staged: bool) -> io::Result<Vec<Found>> {
             Err(e) => return Err(e),
         };
         match key {
-            Some(key) if meta.is_file() && meta.len() == stored_len(key.len) => out.push(Found {
-                key,
-                size: meta.len(),
-                staged,
-                age: meta.mtime(),
-            }),
+            Some(key) if meta.is_file() && meta.len() == super::cache_file_len(&key) => {
+                out.push(Found {
+                    key,
+                    size: meta.len(),
+                    staged,
+                    age: meta.mtime(),
+                })
+            }
             // Temp files of a crashed write, partial or foreign files.
             _ if meta.is_file() => {
                 tracing::debug!(file = %file.display(), "removing a stray cache file");
@@ -165,7 +170,9 @@ impl CacheDir for DiskDir {
         let temp = parent.join(format!("{}.tmp.{}.{seq}", key.slice.0, std::process::id()));
         let create = || std::fs::File::create(&temp);
         let mut f = match create() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // Subdirectories are made as needed, but never the dir itself: a cache disk
+            // that was unmounted must not be recreated on the disk below it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.exists() => {
                 std::fs::create_dir_all(parent)?;
                 create()?
             }

@@ -13,14 +13,70 @@ pub use dir::{CacheDir, DiskDir, Found, MemDir};
 
 use ferrofs_core::cache::index::{Admission, BlockCacheIndex, CacheStats, DirId};
 use ferrofs_core::cache::policy::PolicyKind;
-use ferrofs_core::chunk::block::decode_block;
+use ferrofs_core::chunk::block::{decode_block, stored_len};
 use ferrofs_core::chunk::BlockKey;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Admissions between two looks at a dir's free disk space.
+/// Cache writes between two looks at a dir's free disk space.
 const SPACE_CHECK_EVERY: u64 = 64;
+
+/// What a cached copy adds after the block object: the block's key (slice u64, index
+/// u32, len u32, little-endian), a crc32c over the key and the object's segment
+/// checksums, and a magic. The block format carries no key, so without this a disk
+/// that returns another block's (well-formed) file would pass every checksum.
+const KEY_TRAILER: usize = 8 + 4 + 4 + 4 + 4;
+const KEY_MAGIC: &[u8; 4] = b"FRK1";
+
+/// Size of the cache file of block `key`.
+pub fn cache_file_len(key: &BlockKey) -> u64 {
+    stored_len(key.len) + KEY_TRAILER as u64
+}
+
+fn key_bytes(key: &BlockKey) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&key.slice.0.to_le_bytes());
+    b[8..12].copy_from_slice(&key.index.to_le_bytes());
+    b[12..].copy_from_slice(&key.len.to_le_bytes());
+    b
+}
+
+fn key_crc(key: &[u8], object: &[u8], len: u32) -> u32 {
+    let segment_crcs = object.get(len as usize..).unwrap_or_default();
+    crc32c::crc32c_append(crc32c::crc32c(key), segment_crcs)
+}
+
+/// The cache file of block `key` with object `object`.
+fn seal(key: &BlockKey, object: &[u8]) -> Vec<u8> {
+    let k = key_bytes(key);
+    let mut f = Vec::with_capacity(object.len() + KEY_TRAILER);
+    f.extend_from_slice(object);
+    f.extend_from_slice(&k);
+    f.extend_from_slice(&key_crc(&k, object, key.len).to_le_bytes());
+    f.extend_from_slice(KEY_MAGIC);
+    f
+}
+
+/// The block object in cache file `file` if the file is block `key`'s and whole
+/// (`check_key` false: if it is whole).
+fn unseal<'a>(key: &BlockKey, file: &'a [u8], check_key: bool) -> Result<&'a [u8], String> {
+    if file.len() as u64 != cache_file_len(key) || !file.ends_with(KEY_MAGIC) {
+        return Err("torn or not a cache file".into());
+    }
+    let (object, trailer) = file.split_at(file.len() - KEY_TRAILER);
+    if !check_key {
+        return Ok(object);
+    }
+    if trailer[..16] != key_bytes(key) {
+        return Err("it holds another block (a misdirected write or read)".into());
+    }
+    let crc = u32::from_le_bytes(trailer[16..20].try_into().expect("4 bytes"));
+    if crc != key_crc(&trailer[..16], object, key.len) {
+        return Err("its key checksum does not match".into());
+    }
+    Ok(object)
+}
 
 /// How the cache is set up.
 #[derive(Clone, Debug)]
@@ -31,6 +87,9 @@ pub struct CacheConfig {
     pub free_ratio: f64,
     pub policy: PolicyKind,
     pub seed: u64,
+    /// Check that a cached file holds the block asked for (on by default). Only the
+    /// simulator turns it off, to prove its data checker catches misdirected reads.
+    pub verify_keys: bool,
 }
 
 /// Counters of the shell, beside the index's.
@@ -50,6 +109,7 @@ pub struct CacheCounters {
 /// The block cache of one client.
 pub struct BlockCache {
     dirs: Vec<Box<dyn CacheDir>>,
+    verify_keys: bool,
     index: Mutex<BlockCacheIndex>,
     checksum_failures: AtomicU64,
     io_errors: AtomicU64,
@@ -72,6 +132,7 @@ impl BlockCache {
         );
         let cache = BlockCache {
             dirs,
+            verify_keys: config.verify_keys,
             index: Mutex::new(index),
             checksum_failures: AtomicU64::new(0),
             io_errors: AtomicU64::new(0),
@@ -116,10 +177,10 @@ impl BlockCache {
     pub fn get(&self, key: &BlockKey) -> Option<Vec<u8>> {
         let (dir, staged) = self.index().lookup(key)?;
         match self.dirs[dir.0].read(key, staged) {
-            Ok(mut object) => match decode_block(key.len, &object) {
-                Ok(_) => {
-                    object.truncate(key.len as usize);
-                    Some(object)
+            Ok(mut file) => match verify(key, &file, self.verify_keys) {
+                Ok(()) => {
+                    file.truncate(key.len as usize);
+                    Some(file)
                 }
                 Err(e) => {
                     self.checksum_failures.fetch_add(1, Ordering::Relaxed);
@@ -162,30 +223,43 @@ impl BlockCache {
 
     /// Keeps a verified block object fetched from the store, if the index admits it.
     pub fn put(&self, key: &BlockKey, object: &[u8]) {
-        let Some(Admission { dir, evict }) = self.index().admit(*key, object.len() as u64) else {
+        // Looked at every so many writes, not admissions: a dir short of space admits
+        // nothing, and must still be seen to recover.
+        let n = self.admissions.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(SPACE_CHECK_EVERY) {
+            let dir = self.index().dir_for(key);
+            if let Some(dir) = dir {
+                self.check_space(dir);
+            }
+        }
+        let file = seal(key, object);
+        let Some(Admission { dir, evict }) = self.index().admit(*key, file.len() as u64) else {
             return;
         };
         self.delete(dir, &evict);
-        if let Err(e) = self.dirs[dir.0].write(key, object, false) {
+        if let Err(e) = self.dirs[dir.0].write(key, &file, false) {
             self.index().remove(key);
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                // A full disk is not a broken one: stop admitting until space returns.
+                let _ = self.dirs[dir.0].remove(key, false);
+                self.index().mark_short_of_space(dir);
+                tracing::warn!(dir = %self.dirs[dir.0].describe(), "cache disk full; not caching until space frees up");
+                return;
+            }
             self.fail(dir, "a write failed", &e);
-            return;
-        }
-        let n = self.admissions.fetch_add(1, Ordering::Relaxed);
-        if n.is_multiple_of(SPACE_CHECK_EVERY) {
-            self.check_space(dir);
         }
     }
 
     /// Stages a block for writeback: durably written to a cache dir and pinned until
     /// [`Self::uploaded`]. An error means it is not staged (the caller uploads it itself).
     pub fn stage(&self, key: &BlockKey, object: &[u8]) -> io::Result<()> {
-        let admission = self.index().admit_pinned(*key, object.len() as u64);
+        let file = seal(key, object);
+        let admission = self.index().admit_pinned(*key, file.len() as u64);
         let Some(Admission { dir, evict }) = admission else {
             return Err(io::Error::other("no cache dir is left to stage blocks in"));
         };
         self.delete(dir, &evict);
-        if let Err(e) = self.dirs[dir.0].write(key, object, true) {
+        if let Err(e) = self.dirs[dir.0].write(key, &file, true) {
             self.index().remove(key);
             self.fail(dir, "staging a block failed", &e);
             return Err(e);
@@ -193,13 +267,26 @@ impl BlockCache {
         Ok(())
     }
 
-    /// The stored object of a staged block, for its upload.
+    /// The stored object of a staged block, verified, for its upload. A damaged copy
+    /// is an `InvalidData` error: uploading it would only turn it into a corrupt object.
     pub fn read_staged(&self, key: &BlockKey) -> io::Result<Vec<u8>> {
         let dir = self.index().dir_of(key);
         let Some((dir, true)) = dir else {
             return Err(io::ErrorKind::NotFound.into());
         };
-        self.dirs[dir.0].read(key, true)
+        let mut file = self.dirs[dir.0].read(key, true)?;
+        verify(key, &file, self.verify_keys)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        file.truncate(file.len() - KEY_TRAILER);
+        Ok(file)
+    }
+
+    /// Forgets a staged block that cannot be uploaded (its copy is damaged).
+    pub fn drop_staged(&self, key: &BlockKey) {
+        if let Some((dir, true)) = self.index().dir_of(key) {
+            self.index().drop_damaged(key);
+            let _ = self.dirs[dir.0].remove(key, true);
+        }
     }
 
     /// A staged block is in the object store: it becomes an ordinary cached block.
@@ -281,6 +368,14 @@ impl BlockCache {
             bytes,
         }
     }
+}
+
+/// Checks a cache file: it is `key`'s, whole, and its block verifies.
+fn verify(key: &BlockKey, file: &[u8], check_key: bool) -> Result<(), String> {
+    let object = unseal(key, file, check_key)?;
+    decode_block(key.len, object)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

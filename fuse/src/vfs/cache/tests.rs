@@ -25,6 +25,7 @@ fn config(capacity: u64) -> CacheConfig {
         free_ratio: 0.0,
         policy: PolicyKind::Lru,
         seed: 1,
+        verify_keys: true,
     }
 }
 
@@ -117,7 +118,7 @@ fn a_vanished_dir_is_taken_out_and_the_others_carry_on() {
 #[test]
 fn the_cache_stays_within_its_size() {
     let t = tempfile::tempdir().unwrap();
-    let size = object(0, 10_000).len() as u64;
+    let size = cache_file_len(&key(0, 10_000));
     let (c, _) = open(&[t.path()], 10 * size);
     for n in 0..100 {
         c.put(&key(n, 10_000), &object(n, 10_000));
@@ -131,7 +132,7 @@ fn the_cache_stays_within_its_size() {
 #[test]
 fn staged_blocks_are_pinned_found_again_and_unstaged() {
     let t = tempfile::tempdir().unwrap();
-    let size = object(0, 10_000).len() as u64;
+    let size = cache_file_len(&key(0, 10_000));
     let (c, _) = open(&[t.path()], 2 * size);
     c.stage(&key(1, 10_000), &object(1, 10_000)).unwrap();
     c.stage(&key(2, 10_000), &object(2, 10_000)).unwrap();
@@ -159,4 +160,19 @@ fn walk(dir: &Path) -> usize {
         n += if p.is_dir() { walk(&p) } else { 1 };
     }
     n
+}
+
+#[test]
+fn a_file_of_another_block_is_not_returned() {
+    // A misdirected write or read: the file of another block of the same length, whole
+    // and with valid block checksums, under this block's name.
+    let t = tempfile::tempdir().unwrap();
+    let (c, _) = open(&[t.path()], 1 << 30);
+    let (a, b) = (key(1, 5000), key(2, 5000));
+    c.put(&a, &object(1, 5000));
+    c.put(&b, &object(2, 5000));
+    std::fs::copy(file_of(t.path(), &b), file_of(t.path(), &a)).unwrap();
+    assert!(c.get(&a).is_none());
+    assert_eq!(c.counters().checksum_failures, 1);
+    assert_eq!(c.get(&b).unwrap(), object(2, 5000)[..5000]);
 }
