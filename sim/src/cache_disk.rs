@@ -29,7 +29,7 @@ use ferrofs::vfs::cache::cache_file_len;
 use ferrofs::vfs::cache::{CacheConfig, CacheDir, Found};
 use ferrofs_core::cache::policy::PolicyKind;
 use ferrofs_core::chunk::BlockKey;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::Arc;
 
@@ -41,6 +41,8 @@ pub const DISK_TOTAL: u64 = 16 << 20;
 pub const FREE_RATIO: f64 = 0.1;
 /// An unsynced cached write is on the disk this long after it returned.
 const DIRTY_NS: u64 = 5_000_000_000;
+/// Share of seeds whose clients write back.
+const WRITEBACK_SHARE: f64 = 0.4;
 /// Share of reads the planted `misdirected-cache-read` serves from another block.
 const MISDIRECT_RATE: f64 = 0.05;
 /// Share of deletes the planted `ignored-cache-delete` ignores.
@@ -82,6 +84,11 @@ impl Disk {
         }
     }
 
+    /// Whether the disk holds staged blocks.
+    pub fn has_staged(&self) -> bool {
+        self.files.keys().any(|(s, _)| *s)
+    }
+
     /// The blocks in the dir: (staged, key).
     pub fn blocks(&self) -> impl Iterator<Item = (bool, BlockKey)> + '_ {
         self.files.keys().copied()
@@ -96,6 +103,13 @@ pub struct CacheDisks {
     pub policy: PolicyKind,
     pub seed: u64,
     pub totals: CacheTotals,
+    /// Per client: object names of staged (writeback) blocks that left a disk without
+    /// being moved to the cache: lost with a vanished dir, dropped as damaged, or removed
+    /// after an upload (then the object is in the store and nothing is missing).
+    pub staged_gone: Vec<BTreeSet<String>>,
+    /// The clients write back (`VfsConfig::writeback`): blocks are staged here and
+    /// uploaded later (drawn per seed).
+    pub writeback: bool,
 }
 
 impl Default for CacheDisks {
@@ -105,11 +119,37 @@ impl Default for CacheDisks {
             policy: PolicyKind::Lru,
             seed: 0,
             totals: CacheTotals::default(),
+            staged_gone: Vec::new(),
+            writeback: false,
         }
     }
 }
 
 impl CacheDisks {
+    /// Object names that may be missing from the store because a writeback client has
+    /// them staged, or lost them: every staged block on a disk, and every staged block
+    /// that left one.
+    pub fn may_be_unuploaded(&self) -> BTreeSet<String> {
+        let on_disks = self.disks.iter().flatten().flat_map(|d| {
+            d.files
+                .keys()
+                .filter(|(s, _)| *s)
+                .map(|(_, k)| k.object_name())
+        });
+        let gone = self.staged_gone.iter().flatten().cloned();
+        on_disks.chain(gone).collect()
+    }
+
+    /// Whether client `k` may have data other clients cannot read yet (or ever): staged
+    /// blocks on its disks, or staged blocks it lost.
+    pub fn holds_unuploaded(&self, k: usize) -> bool {
+        let on_disk = self
+            .disks
+            .get(k)
+            .is_some_and(|ds| ds.iter().any(Disk::has_staged));
+        on_disk || self.staged_gone.get(k).is_some_and(|g| !g.is_empty())
+    }
+
     /// Disks for `slots` clients, drawn from `rng`: 1–2 dirs each, an eviction policy.
     pub fn draw(slots: usize, rng: &mut Rng) -> CacheDisks {
         let disks = (0..slots)
@@ -127,6 +167,8 @@ impl CacheDisks {
             policy: PolicyKind::ALL[rng.index(PolicyKind::ALL.len())],
             seed: rng.next_u64(),
             totals: CacheTotals::default(),
+            staged_gone: vec![BTreeSet::new(); slots],
+            writeback: rng.chance(WRITEBACK_SHARE),
         }
     }
 
@@ -200,6 +242,8 @@ fn flip(rng: &mut Rng, b: &mut [u8]) {
 /// What an effect works with: the dir's disk and the world's dice.
 struct Env<'a> {
     disk: &'a mut Disk,
+    /// This client's `CacheDisks::staged_gone`.
+    staged_gone: &'a mut BTreeSet<String>,
     rng: &'a mut Rng,
     counts: &'a mut FaultCounts,
     rates: Rates,
@@ -252,10 +296,13 @@ impl SimCacheDir {
             if !disk.vanished && rng.chance(rates.cache_vanish) {
                 counts.add(Fault::CacheVanished, 1);
                 disk.vanished = true;
+                let staged = disk.files.keys().filter(|(s, _)| *s);
+                cache.staged_gone[me].extend(staged.map(|(_, k)| k.object_name()));
                 disk.files.clear();
             }
             let mut env = Env {
                 disk,
+                staged_gone: &mut cache.staged_gone[me],
                 rng,
                 counts,
                 rates,
@@ -333,6 +380,7 @@ impl CacheDir for SimCacheDir {
     }
 
     fn write(&self, key: &BlockKey, object: &[u8], staged: bool) -> io::Result<()> {
+        let unsynced_staging = self.world.plant() == Some(Plant::UnsyncedStaging);
         self.call("cache.write", Some(key), |e| {
             if e.disk.vanished {
                 e.disk.failed = true;
@@ -358,7 +406,7 @@ impl CacheDir for SimCacheDir {
             let file = File {
                 bytes: object.to_vec(),
                 written_at: e.now,
-                synced: staged,
+                synced: staged && !unsynced_staging,
             };
             e.disk.files.insert((staged, *key), file);
             (Ok(()), Fnv::default().data(object).finish(), "written")
@@ -372,6 +420,9 @@ impl CacheDir for SimCacheDir {
                 return (Ok(()), 0, "ok (planted: kept)");
             }
             let gone = e.disk.files.remove(&(staged, *key)).is_some();
+            if gone && staged {
+                e.staged_gone.insert(key.object_name());
+            }
             (Ok(()), gone as u64, "ok")
         })
     }
@@ -394,10 +445,16 @@ impl CacheDir for SimCacheDir {
                 e.disk.failed = true;
                 return (Err(not_found()), 0, "dir vanished");
             }
-            // Like `DiskDir`: files of the wrong size are partial; they are deleted.
-            e.disk
-                .files
-                .retain(|(_, k), f| f.bytes.len() as u64 == cache_file_len(k));
+            // Like `DiskDir`: files of the wrong size are partial; they are deleted (a
+            // staged one is data lost).
+            let gone = &mut *e.staged_gone;
+            e.disk.files.retain(|&(staged, k), f| {
+                let whole = f.bytes.len() as u64 == cache_file_len(&k);
+                if !whole && staged {
+                    gone.insert(k.object_name());
+                }
+                whole
+            });
             let found: Vec<Found> = (e.disk.files.iter())
                 .map(|(&(staged, key), f)| Found {
                     key,

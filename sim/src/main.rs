@@ -46,7 +46,7 @@ struct Args {
     #[arg(long)]
     trace: bool,
     /// Plant a known bug: lying-fsync, non-atomic-txn, slice-id-reuse, lost-object-put,
-    /// skip-checksum, swallowed-meta-error, misdirected-cache-read, ignored-cache-delete.
+    /// skip-checksum, swallowed-meta-error, misdirected-cache-read, ignored-cache-delete, unsynced-staging.
     #[arg(long)]
     plant: Option<String>,
     /// Check the whole world every this many yield points (0: only at the end).
@@ -146,6 +146,7 @@ struct Totals {
     enospc_injected: u64,
     op_errors_injected: u64,
     eio_raced: u64,
+    eio_unuploaded: u64,
     enoent_open: u64,
     leaked: u64,
     runs_leaking: u64,
@@ -177,6 +178,7 @@ impl Totals {
         self.enospc_injected += r.data.enospc_injected;
         self.op_errors_injected += r.data.op_errors_injected;
         self.eio_raced += r.data.eio_raced_gc;
+        self.eio_unuploaded += r.data.eio_unuploaded;
         self.enoent_open += r.data.enoent_open;
         self.leaked += r.leaked;
         self.checks += r.checks;
@@ -406,8 +408,8 @@ fn summary(t: &Totals, wall: Duration, first: u64, end: u64, contiguous: bool) {
         t.bytes as f64 / (1 << 20) as f64
     );
     println!(
-        "  read errors explained: {} EIO by injected store/meta-disk errors, {} ENOSPC by a full meta disk, {} EIO by gc deleting objects under a read",
-        t.eio_injected, t.enospc_injected, t.eio_raced
+        "  read errors explained: {} EIO by injected store/meta-disk errors, {} ENOSPC by a full meta disk, {} EIO by gc deleting objects under a read, {} EIO by blocks staged (writeback) and not uploaded yet",
+        t.eio_injected, t.enospc_injected, t.eio_raced, t.eio_unuploaded
     );
     println!(
         "  other ops failing with EIO/ENOSPC under an injected fault (namespace ops, unlinks, mounts): {}",

@@ -258,6 +258,9 @@ pub struct DataStats {
     /// it, and its `Meta` cannot know the file is open here (open counts are per
     /// process), so it was deleted at once.
     pub enoent_open: u64,
+    /// Reads that failed with EIO because the writer's staged (writeback) blocks were
+    /// not uploaded yet, or were lost with its cache disk.
+    pub eio_unuploaded: u64,
 }
 
 /// The oracle of one run.

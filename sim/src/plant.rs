@@ -27,7 +27,12 @@
 //!   (Misdirected reads with the check on are an ordinary `cache-disk` fault.)
 //! - `ignored-cache-delete`: a cache disk acknowledges some deletes of cached files and
 //!   keeps the files — found by the cache checker (files on the disk the index does not
-//!   know, which would fill the disk for good).
+//!   know, which would fill the disk for good);
+//! - `unsynced-staging`: a writeback client's staged blocks are not durable when staging
+//!   returns (as if it forgot the fsync), so a system crash can lose blocks whose
+//!   metadata was committed and synced — found by the data checker (EIO with nothing
+//!   to explain it, or lost data, once the world has healed). Needs writeback, which a
+//!   share of seeds draws, and `system-crash`.
 
 use std::fmt;
 
@@ -44,10 +49,11 @@ pub enum Plant {
     SwallowedMetaError,
     MisdirectedCacheRead,
     IgnoredCacheDelete,
+    UnsyncedStaging,
 }
 
 impl Plant {
-    pub const ALL: [Plant; 8] = [
+    pub const ALL: [Plant; 9] = [
         Plant::LyingFsync,
         Plant::NonAtomicTxn,
         Plant::SliceIdReuse,
@@ -56,6 +62,7 @@ impl Plant {
         Plant::SwallowedMetaError,
         Plant::MisdirectedCacheRead,
         Plant::IgnoredCacheDelete,
+        Plant::UnsyncedStaging,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +75,7 @@ impl Plant {
             Plant::SwallowedMetaError => "swallowed-meta-error",
             Plant::MisdirectedCacheRead => "misdirected-cache-read",
             Plant::IgnoredCacheDelete => "ignored-cache-delete",
+            Plant::UnsyncedStaging => "unsynced-staging",
         }
     }
 

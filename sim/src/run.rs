@@ -139,6 +139,26 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     // Heal, clean up, read back.
     if world.with(|st| st.failure.is_none()) {
         world.heal();
+        if world.with(|st| st.cache.writeback) {
+            // Every client comes back once, as after a reboot, and uploads what it left
+            // staged (a client that crashed last never did).
+            let mut threads = Vec::new();
+            for me in 0..k {
+                let now = world.with(|st| st.sched.now);
+                world.activate(me, now);
+                let w = world.clone();
+                threads.push(
+                    std::thread::Builder::new()
+                        .name(format!("sim-c{me}-restart"))
+                        .spawn(move || client::run(w, me, |w| workload::restart_and_upload(w, me)))
+                        .expect("spawn a restart thread"),
+                );
+            }
+            world.start();
+            for t in threads {
+                let _ = t.join();
+            }
+        }
         let now = world.with(|st| st.sched.now);
         world.activate(k, now);
         let w = world.clone();

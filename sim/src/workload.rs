@@ -125,14 +125,25 @@ pub fn mount(world: &Arc<World>, me: usize) -> Result<(Vfs, u64), Errno> {
         // (close-to-open aside); metadata TTLs would make other clients lag.
         meta_cache: MetaCacheTtl::OFF,
         verify_checksums: world.plant() != Some(Plant::SkipChecksum),
+        writeback: world.with(|st| st.cache.writeback),
         ..VfsConfig::default()
     };
     let (cache, staged) = client_cache::open(world, me);
     let vfs = Vfs::with_cache(Arc::new(meta), store, world.clock(), config, Some(cache));
-    // Blocks a writeback client staged before it crashed (none while the simulated
-    // clients write through): uploaded now, as a mount does.
+    // Blocks this client staged before it crashed: queued for upload (uploaded now, if
+    // this run writes through), as a mount does.
     vfs.resume_staged(staged);
     Ok((vfs, session))
+}
+
+/// The heal phase's restart of client `me`: mount (which queues what it had staged)
+/// and unmount (which uploads it).
+pub fn restart_and_upload(world: &Arc<World>, me: usize) {
+    let clients = world.with(|st| st.cache.disks.len() - 1);
+    let mut rng = Rng::derive(me as u64, 4242);
+    if let Some(mut c) = Client::mount(world, me, clients, &mut rng) {
+        c.unmount();
+    }
 }
 
 /// Runs one incarnation of a worker: recovery check, steps, unmount.
@@ -210,7 +221,7 @@ impl<'a> Client<'a> {
     }
 
     fn step(&mut self) {
-        match self.rng.weighted(&[24, 2, 18, 12, 8, 2, 24, 5, 3]) {
+        match self.rng.weighted(&[24, 2, 18, 12, 8, 2, 24, 5, 3, 6]) {
             0 => self.rewrite_owned(),
             1 => self.unlink_owned(),
             2 => {
@@ -223,10 +234,16 @@ impl<'a> Client<'a> {
             5 => self.truncate_shared(),
             6 => crate::namespace::step(self),
             7 => self.close_held(),
-            _ => {
+            8 => {
                 let limit = self.rng.range(1, 40) as usize;
                 self.world.note(self.me, "op.gc", &[], limit as u64);
                 let _ = self.vfs.collect_garbage(limit);
+            }
+            _ => {
+                // The writeback uploader's turn (it runs on the client's own thread).
+                let limit = self.rng.range(1, 20) as usize;
+                self.world.note(self.me, "op.writeback", &[], limit as u64);
+                self.vfs.upload_staged(limit);
             }
         }
     }
@@ -386,9 +403,10 @@ impl<'a> Client<'a> {
                 f.oldest_live(),
                 st.faults_seen[me],
                 st.store.gone_reads(me),
+                st.cache.holds_unuploaded(k),
             )
         });
-        let (gen0, busy, accepted, oldest, seen0, dels0) = before;
+        let (gen0, busy, accepted, oldest, seen0, dels0, unup0) = before;
         self.world
             .note(me, "op.check-owned", format!("c{k}/f{n}").as_bytes(), gen0);
         let got = self.read_whole(self.layout.owned_dirs[k], &Self::owned_name(n));
@@ -405,7 +423,14 @@ impl<'a> Client<'a> {
                 Ok(None) => Ok(()),
                 Err(e) => {
                     let gone = dels1 > dels0 && !stable;
-                    explain_error(&mut st.oracle, *e, seen1 > seen0, gone, !stable)
+                    let unuploaded = unup0 || st.cache.holds_unuploaded(k);
+                    let cause = Causes {
+                        injected: seen1 > seen0,
+                        gone,
+                        may_vanish: !stable,
+                        unuploaded,
+                    };
+                    explain_error(&mut st.oracle, *e, cause)
                         .map_err(|m| format!("reading /c{k}/f{n}: {m}"))
                 }
             };
@@ -551,8 +576,18 @@ impl<'a> Client<'a> {
                     st.oracle.stats.enoent_open += 1;
                     Ok(())
                 }
-                Err(e) => explain_error(&mut st.oracle, *e, seen1 > seen0, dels1 > dels0, true)
-                    .map_err(|m| format!("reading inode {}: {m}", ino.0)),
+                Err(e) => {
+                    let unuploaded =
+                        (0..st.cache.disks.len()).any(|k| st.cache.holds_unuploaded(k));
+                    let cause = Causes {
+                        injected: seen1 > seen0,
+                        gone: dels1 > dels0,
+                        may_vanish: true,
+                        unuploaded,
+                    };
+                    explain_error(&mut st.oracle, *e, cause)
+                        .map_err(|m| format!("reading inode {}: {m}", ino.0))
+                }
             }
         });
         if let Err(msg) = verdict {
@@ -591,6 +626,9 @@ impl<'a> Client<'a> {
             let _ = close(&self.vfs, h.fh);
         }
         let _ = self.vfs.shutdown();
+        // As a mount does at unmount: upload what is staged while the store takes it;
+        // the rest stays staged for the next incarnation.
+        while self.vfs.writeback_backlog() > 0 && self.vfs.upload_staged(32) > 0 {}
         let _ = self.vfs.meta().close_session(self.session);
         if let Some(cache) = self.vfs.block_cache() {
             client_cache::check_unmount(self.world, self.me, cache);
@@ -604,13 +642,26 @@ impl<'a> Client<'a> {
 /// way (`gone`: the file was truncated, rewritten or compacted meanwhile), or a file that
 /// may have been removed meanwhile (`may_vanish`). Counts the cause; an error with no
 /// cause is a violation.
-pub fn explain_error(
-    oracle: &mut Oracle,
-    e: Errno,
-    injected: bool,
-    gone: bool,
-    may_vanish: bool,
-) -> Result<(), String> {
+/// What may explain a read error (see [`explain_error`]).
+pub struct Causes {
+    /// An injected store or metadata-disk error reached the reader.
+    pub injected: bool,
+    /// Objects the read planned were deleted by gc meanwhile.
+    pub gone: bool,
+    /// The file may have been removed meanwhile.
+    pub may_vanish: bool,
+    /// The writer writes back and has blocks staged but not uploaded (or lost them):
+    /// they are missing from the store for everyone else.
+    pub unuploaded: bool,
+}
+
+pub fn explain_error(oracle: &mut Oracle, e: Errno, c: Causes) -> Result<(), String> {
+    let Causes {
+        injected,
+        gone,
+        may_vanish,
+        unuploaded,
+    } = c;
     match e {
         Errno::EIO if injected => {
             oracle.stats.eio_injected += 1;
@@ -618,6 +669,10 @@ pub fn explain_error(
         }
         Errno::ENOSPC if injected => {
             oracle.stats.enospc_injected += 1;
+            Ok(())
+        }
+        Errno::EIO if unuploaded => {
+            oracle.stats.eio_unuploaded += 1;
             Ok(())
         }
         // A reader whose objects were collected under it re-reads the slice list and

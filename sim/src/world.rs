@@ -463,7 +463,14 @@ impl World {
     pub fn check_world(&self, st: &mut State, when: &str) {
         st.checks += 1;
         let mut found = meta_consistency::check(&st.kv.live, false);
-        let o = objects::check(&st.kv.live, &st.store.objects, self.block_size, false);
+        let staged = st.cache.may_be_unuploaded();
+        let o = objects::check(
+            &st.kv.live,
+            &st.store.objects,
+            self.block_size,
+            false,
+            &staged,
+        );
         st.leaked = st.leaked.max(o.leaked);
         found.extend(o.violations);
         let now = st.sched.now;

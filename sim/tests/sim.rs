@@ -175,6 +175,15 @@ fn planted_ignored_cache_delete_is_found_by_the_cache_checker() {
 }
 
 #[test]
+fn planted_unsynced_staging_is_found_by_the_data_checker() {
+    // Writeback that does not make staged blocks durable: a system crash loses data
+    // whose metadata was committed.
+    finds(Plant::UnsyncedStaging, 200, |f| {
+        f.contains("data loss") || f.contains("EIO") || f.contains("objects:")
+    });
+}
+
+#[test]
 fn planted_lying_fsync_is_found_by_the_data_checker() {
     finds(Plant::LyingFsync, 200, |f| f.contains("data loss"));
 }

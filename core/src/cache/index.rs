@@ -41,6 +41,9 @@ pub struct CacheStats {
     /// Cached blocks found damaged or missing and dropped.
     pub dropped: u64,
     pub failed_dirs: u64,
+    /// Staged blocks lost before they were uploaded (their dir failed, or the copy was
+    /// damaged): data written with writeback that no one can read any more.
+    pub staged_lost: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -76,6 +79,9 @@ pub struct BlockCacheIndex {
     entries: BTreeMap<BlockKey, Entry>,
     free_ratio: f64,
     stats: CacheStats,
+    /// Slices that had staged blocks in a dir that failed: those blocks may still be
+    /// on that disk (and be uploaded by a later mount), so the slice counts as staged.
+    staged_in_failed_dirs: std::collections::BTreeSet<crate::types::SliceId>,
 }
 
 impl BlockCacheIndex {
@@ -117,6 +123,7 @@ impl BlockCacheIndex {
             entries: BTreeMap::new(),
             free_ratio,
             stats: CacheStats::default(),
+            staged_in_failed_dirs: Default::default(),
         }
     }
 
@@ -150,6 +157,25 @@ impl BlockCacheIndex {
         self.entries.get(key).map(|e| (e.dir, e.pinned))
     }
 
+    /// Whether any block of slice `slice` is pinned (staged, not uploaded), or was when
+    /// its dir failed.
+    pub fn slice_has_pinned(&self, slice: crate::types::SliceId) -> bool {
+        if self.staged_in_failed_dirs.contains(&slice) {
+            return true;
+        }
+        let lo = BlockKey {
+            slice,
+            index: 0,
+            len: 0,
+        };
+        let hi = BlockKey {
+            slice,
+            index: u32::MAX,
+            len: u32::MAX,
+        };
+        self.entries.range(lo..=hi).any(|(_, e)| e.pinned)
+    }
+
     /// Whether `key` is cached (no counting, no touching).
     pub fn contains(&self, key: &BlockKey) -> bool {
         self.entries.contains_key(key)
@@ -170,8 +196,12 @@ impl BlockCacheIndex {
 
     fn admit_as(&mut self, key: BlockKey, size: u64, pinned: bool) -> Option<Admission> {
         if let Some(e) = self.entries.get_mut(&key) {
-            // Already cached (a racing fetch): keep the copy, pin it if asked.
-            if pinned && !e.pinned {
+            // Already cached (a racing fetch, or a staged copy whose read failed): keep
+            // the copy; nothing to write, unless it is to be staged.
+            if !pinned {
+                return None;
+            }
+            if !e.pinned {
                 e.pinned = true;
                 let d = &mut self.dirs[e.dir.0];
                 d.policy.remove(&key);
@@ -258,6 +288,9 @@ impl BlockCacheIndex {
 
     /// Like [`Self::remove`], counting the block as found damaged or missing.
     pub fn drop_damaged(&mut self, key: &BlockKey) -> Option<DirId> {
+        if self.entries.get(key).is_some_and(|e| e.pinned) {
+            self.stats.staged_lost += 1;
+        }
         let dir = self.remove(key)?;
         self.stats.dropped += 1;
         Some(dir)
@@ -282,6 +315,10 @@ impl BlockCacheIndex {
             .filter(|(_, e)| e.dir == dir)
             .map(|(k, _)| *k)
             .collect();
+        for k in lost.iter().filter(|k| self.entries[*k].pinned) {
+            self.stats.staged_lost += 1;
+            self.staged_in_failed_dirs.insert(k.slice);
+        }
         for k in &lost {
             self.entries.remove(k);
             self.dirs[dir.0].policy.remove(k);

@@ -132,6 +132,44 @@ impl Meta {
         slice: SliceRef,
         now: Timespec,
     ) -> Result<WriteOutcome> {
+        self.commit_slice(ino, index, slice, now, false)
+    }
+
+    /// [`Meta::write_slice`] for a slice whose blocks are staged, not uploaded
+    /// (writeback): the same transaction marks it (`W` key) so that no client's gc
+    /// deletes its objects before [`Meta::slice_uploaded`] — a late upload would
+    /// otherwise bring back an object nothing refers to.
+    pub fn write_staged_slice(
+        &self,
+        ino: Ino,
+        index: ChunkIndex,
+        slice: SliceRef,
+        now: Timespec,
+    ) -> Result<WriteOutcome> {
+        self.commit_slice(ino, index, slice, now, true)
+    }
+
+    /// Every block of a staged slice is in the object store.
+    pub fn slice_uploaded(&self, id: SliceId) -> Result<()> {
+        kv::txn(&**self.kv(), |t| {
+            t.delete(&keys::staged(id));
+            Ok(())
+        })
+    }
+
+    /// Whether slice `id` is staged by a writeback client and not uploaded yet.
+    pub fn slice_is_staged(&self, id: SliceId) -> Result<bool> {
+        kv::read(&**self.kv(), |t| Ok(t.get(&keys::staged(id))?.is_some()))
+    }
+
+    fn commit_slice(
+        &self,
+        ino: Ino,
+        index: ChunkIndex,
+        slice: SliceRef,
+        now: Timespec,
+        staged: bool,
+    ) -> Result<WriteOutcome> {
         check_slice(&slice)?;
         let end = index.0 as u64 * CHUNK_SIZE + slice.end();
         if end > FILE_SIZE_MAX {
@@ -161,6 +199,9 @@ impl Meta {
             n.attr.mtime = now;
             n.attr.ctime = now;
             store(t, &n);
+            if staged && slice.id != SliceId::ZERO {
+                t.set(&keys::staged(slice.id), &[]);
+            }
             Ok(WriteOutcome {
                 attr: n.attr,
                 slices_in_chunk: v.len() / crate::chunk::slice::SLICE_REF_LEN,

@@ -1,6 +1,7 @@
 //! Counters and id batches. Inode and slice ids are handed out from batches reserved
-//! with one counter transaction each, so most creates and flushes cost no extra round
-//! trip; ids of a batch left unused when the process ends are simply never used.
+//! with one counter transaction each (synced), so most creates and flushes cost no
+//! extra round trip; ids of a batch left unused when the process ends are simply never
+//! used, and no id is ever handed out twice, even across an engine crash.
 
 use super::attr_codec::decode_u64;
 use super::keys;
@@ -53,6 +54,11 @@ impl IdBatch {
                 set_counter(t, name, start + size);
                 Ok(start)
             })?;
+            // Durable before any id of the batch is used: an engine crash must not hand
+            // the same ids out again. Slice ids name immutable objects, and copies of
+            // them live on in clients' block caches, which survive such a crash; a
+            // reused id would serve the old bytes as the new slice's.
+            kv.sync()?;
             self.next = start;
             self.end = start + size;
         }

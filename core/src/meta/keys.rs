@@ -130,6 +130,14 @@ pub fn gc_range() -> (Vec<u8>, Vec<u8>) {
     (b"G".to_vec(), b"H".to_vec())
 }
 
+/// `W slice`: a slice whose blocks a writeback client staged and has not uploaded
+/// yet; gc leaves it alone until the key is gone.
+pub fn staged(id: SliceId) -> Vec<u8> {
+    let mut k = vec![b'W'];
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}
+
 /// `U ino`: an inode unlinked while open.
 pub fn unlinked(ino: Ino) -> Vec<u8> {
     let mut k = vec![b'U'];
@@ -154,7 +162,7 @@ pub fn session_range() -> (Vec<u8>, Vec<u8>) {
     (b"H".to_vec(), b"I".to_vec())
 }
 
-/// The u64 after the one-byte tag of a `G`, `U` or `H` key.
+/// The u64 after the one-byte tag of a `G`, `U`, `W` or `H` key.
 pub fn id_of(key: &[u8]) -> Option<u64> {
     let b: [u8; 8] = key.get(1..9)?.try_into().ok()?;
     Some(u64::from_be_bytes(b))

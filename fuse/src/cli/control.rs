@@ -82,6 +82,7 @@ fn cache_counters(vfs: &Vfs) -> Value {
                 "evicted": c.index.evicted, "evicted_bytes": c.index.evicted_bytes,
                 "rejected": c.index.rejected, "dropped": c.index.dropped,
                 "failed_dirs": c.index.failed_dirs, "checksum_failures": c.checksum_failures,
+                "staged_lost": c.index.staged_lost,
                 "io_errors": c.io_errors, "staged_backlog": vfs.writeback_backlog(),
             }})
         }

@@ -149,6 +149,7 @@ impl Vfs {
             Some(c) if config.writeback => Some(Arc::new(Writeback::new(
                 store.clone(),
                 c.clone(),
+                meta.clone(),
                 workers(config.max_uploads),
             ))),
             _ => None,
@@ -206,7 +207,7 @@ impl Vfs {
         match (&self.writeback, &self.cache) {
             (Some(wb), _) => wb.enqueue(keys),
             (None, Some(c)) => {
-                let wb = Writeback::new(self.store.clone(), c.clone(), 0);
+                let wb = Writeback::new(self.store.clone(), c.clone(), self.meta.clone(), 0);
                 wb.enqueue(keys);
                 while wb.backlog() > 0 && wb.upload_some(64) > 0 {}
                 if wb.backlog() > 0 {

@@ -42,7 +42,8 @@ struct PendingSlice {
     id: SliceId,
     data: Arc<Vec<u8>>,
     mtime: Timespec,
-    upload: Arc<Task<Result<()>>>,
+    /// Done when every block is stored; `true` if any was staged (writeback) instead.
+    upload: Arc<Task<Result<bool>>>,
 }
 
 impl PendingSlice {
@@ -160,7 +161,7 @@ impl OpenFile {
         // Uploads that failed before are tried again, once, by this flush.
         for p in st.pending.iter_mut() {
             if matches!(p.upload.peek(), Some(Err(_))) {
-                p.upload = upload_slice(vfs, p.id, p.data.clone());
+                p.upload = upload_slice(vfs, p.id, p.data.clone(), true);
             }
         }
         if result.is_ok() {
@@ -192,7 +193,7 @@ impl OpenFile {
                 }
             };
             let data = Arc::new(data);
-            let upload = upload_slice(vfs, id, data.clone());
+            let upload = upload_slice(vfs, id, data.clone(), true);
             st.pending.push_back(PendingSlice {
                 chunk: idx,
                 pos,
@@ -216,7 +217,7 @@ impl OpenFile {
     /// for each in turn until none is left (or one fails).
     fn commit_uploaded(&self, vfs: &Vfs, st: &mut FileState, wait: bool) -> Result<()> {
         while let Some(front) = st.pending.front() {
-            if !wait && !matches!(front.upload.peek(), Some(Ok(()))) {
+            if !wait && !matches!(front.upload.peek(), Some(Ok(_))) {
                 return Ok(());
             }
             self.commit_front(vfs, st)?;
@@ -229,13 +230,21 @@ impl OpenFile {
         let Some(p) = st.pending.front() else {
             return Ok(());
         };
-        p.upload.wait()?;
+        let staged = p.upload.wait()?;
         let slice = SliceRef::new(p.pos, p.id, p.data.len() as u32);
         let (ino, idx) = (self.ino(), p.chunk);
-        let committed = vfs.meta.write_slice(ino, idx, slice, p.mtime);
+        let committed = if staged {
+            vfs.meta.write_staged_slice(ino, idx, slice, p.mtime)
+        } else {
+            vfs.meta.write_slice(ino, idx, slice, p.mtime)
+        };
         vfs.forget_attr(ino);
         self.forget_chunk(idx);
         let outcome = committed?;
+        if let (true, Some(wb)) = (staged, &vfs.writeback) {
+            let keys = blocks_of_slice(p.id, p.data.len() as u32, vfs.block_size());
+            wb.enqueue(keys.into_iter().filter(|k| wb.cache().is_staged(k)));
+        }
         st.pending.pop_front();
         if outcome.slices_in_chunk > COMPACT_THRESHOLD {
             let compacted = compact(vfs, ino, idx);
@@ -274,35 +283,47 @@ impl OpenFile {
 }
 
 /// Starts writing the block objects of slice `id` on the upload workers; the task
-/// completes when all are stored (or one failed).
-fn upload_slice(vfs: &Vfs, id: SliceId, data: Arc<Vec<u8>>) -> Arc<Task<Result<()>>> {
+/// completes when all are stored or staged (`true` if any was staged), or one failed.
+fn upload_slice(
+    vfs: &Vfs,
+    id: SliceId,
+    data: Arc<Vec<u8>>,
+    may_stage: bool,
+) -> Arc<Task<Result<bool>>> {
     let block_size = vfs.meta.format_info().block_size;
     let blocks = blocks_of_slice(id, data.len() as u32, block_size);
     let done = Task::new();
     if blocks.is_empty() {
-        done.complete(Ok(()));
+        done.complete(Ok(false));
         return done;
     }
     let remaining = Arc::new(AtomicUsize::new(blocks.len()));
     let failed: Arc<Mutex<Option<Errno>>> = Arc::default();
+    let staged = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for key in blocks {
         let (store, data, done) = (vfs.store.clone(), data.clone(), done.clone());
         let (remaining, failed) = (remaining.clone(), failed.clone());
         let cache = vfs.cache.clone();
-        let writeback = vfs.writeback.clone();
+        let writeback = vfs.writeback.clone().filter(|_| may_stage);
+        let staged = staged.clone();
         vfs.uploads.spawn(move || {
+            let finish = || {
+                if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    let failed = *failed.lock().unwrap_or_else(|e| e.into_inner());
+                    let staged = staged.load(Ordering::Acquire);
+                    done.complete(failed.map_or(Ok(staged), Err));
+                }
+            };
             let start = key.index as usize * block_size as usize;
             let name = key.object_name();
             let object = encode_block(&data[start..start + key.len as usize]);
             if let Some(wb) = &writeback {
                 match wb.cache().stage(&key, &object) {
+                    // Queued for upload once the slice is committed (with its `W`
+                    // mark), so the mark is never cleared before it is set.
                     Ok(()) => {
-                        wb.enqueue([key]);
-                        if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                            let failed = *failed.lock().unwrap_or_else(|e| e.into_inner());
-                            done.complete(failed.map_or(Ok(()), Err));
-                        }
-                        return;
+                        staged.store(true, Ordering::Release);
+                        return finish();
                     }
                     // Not staged (no cache dir left): upload it now instead.
                     Err(e) => tracing::warn!(object = %name, "cannot stage, uploading: {e}"),
@@ -320,10 +341,7 @@ fn upload_slice(vfs: &Vfs, id: SliceId, data: Arc<Vec<u8>>) -> Arc<Task<Result<(
                     *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Errno::EIO);
                 }
             }
-            if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                let failed = *failed.lock().unwrap_or_else(|e| e.into_inner());
-                done.complete(failed.map_or(Ok(()), Err));
-            }
+            finish();
         });
     }
     done
@@ -332,7 +350,9 @@ fn upload_slice(vfs: &Vfs, id: SliceId, data: Arc<Vec<u8>>) -> Arc<Task<Result<(
 /// Writes `data` as a new slice and waits until its objects are stored.
 fn write_new_slice(vfs: &Vfs, data: Vec<u8>) -> Result<SliceId> {
     let id = vfs.meta.new_slice_id()?;
-    upload_slice(vfs, id, Arc::new(data)).wait()?;
+    // Uploaded, never staged: `compact_chunk` commits it and queues the old slices at
+    // once, so its blocks must be in the store by then.
+    upload_slice(vfs, id, Arc::new(data), false).wait()?;
     Ok(id)
 }
 

@@ -10,6 +10,8 @@
 
 use super::cache::BlockCache;
 use ferrofs_core::chunk::BlockKey;
+use ferrofs_core::meta::Meta;
+use ferrofs_core::SliceId;
 use ferrofs_s3_backend::ObjectStore;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +34,9 @@ struct Shared {
     stop: AtomicBool,
     store: Arc<dyn ObjectStore>,
     cache: Arc<BlockCache>,
+    meta: Arc<Meta>,
+    /// Uploaded slices whose `W` mark could not be cleared yet (retried).
+    unmarked: Mutex<Vec<SliceId>>,
 }
 
 /// The background uploader of staged blocks.
@@ -42,13 +47,20 @@ pub struct Writeback {
 
 impl Writeback {
     /// An uploader with `threads` workers (0: uploads run only in [`Self::upload_some`]).
-    pub fn new(store: Arc<dyn ObjectStore>, cache: Arc<BlockCache>, threads: usize) -> Writeback {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        cache: Arc<BlockCache>,
+        meta: Arc<Meta>,
+        threads: usize,
+    ) -> Writeback {
         let shared = Arc::new(Shared {
             queue: Mutex::default(),
             changed: Condvar::new(),
             stop: AtomicBool::new(false),
             store,
             cache,
+            meta,
+            unmarked: Mutex::default(),
         });
         let workers = (0..threads)
             .map(|i| {
@@ -80,6 +92,7 @@ impl Writeback {
 
     /// Uploads up to `limit` queued blocks on this thread; returns how many went up.
     pub fn upload_some(&self, limit: usize) -> usize {
+        clear_marks(&self.shared);
         let mut done = 0;
         for _ in 0..limit {
             let Some(key) = lock(&self.shared.queue).keys.pop_front() else {
@@ -167,7 +180,7 @@ fn upload(s: &Shared, key: &BlockKey) -> bool {
             }
             tracing::error!(
                 object = %name,
-                "a staged block was lost with its cache dir before it was uploaded"
+                "the cache dir of a staged block failed before it was uploaded; if the dir comes back, the next mount uploads it"
             );
             return true;
         }
@@ -177,6 +190,12 @@ fn upload(s: &Shared, key: &BlockKey) -> bool {
                 "a staged block is damaged on the cache disk ({e}); its data is lost"
             );
             s.cache.drop_staged(key);
+            // It will never be uploaded: gc may have the slice once nothing else of
+            // it is staged.
+            if !s.cache.slice_is_staged(key.slice) {
+                lock(&s.unmarked).push(key.slice);
+                clear_marks(s);
+            }
             return true;
         }
         Err(e) => {
@@ -187,11 +206,31 @@ fn upload(s: &Shared, key: &BlockKey) -> bool {
     match s.store.put(&name, &object) {
         Ok(()) => {
             s.cache.uploaded(key);
+            if !s.cache.slice_is_staged(key.slice) {
+                // The whole slice is in the store: gc may collect it from now on.
+                lock(&s.unmarked).push(key.slice);
+            }
+            clear_marks(s);
             true
         }
         Err(e) => {
             tracing::warn!(object = %name, "writeback upload failed, will retry: {e}");
             false
+        }
+    }
+}
+
+/// Clears the `W` marks of uploaded slices; what fails is tried again later.
+fn clear_marks(s: &Shared) {
+    let ids = std::mem::take(&mut *lock(&s.unmarked));
+    for (i, id) in ids.iter().enumerate() {
+        if let Err(e) = s.meta.slice_uploaded(*id) {
+            tracing::warn!(
+                slice = id.0,
+                "cannot mark an uploaded slice, will retry: {e}"
+            );
+            lock(&s.unmarked).extend_from_slice(&ids[i..]);
+            return;
         }
     }
 }

@@ -13,7 +13,7 @@ use ferrofs_core::chunk::block::{decode_block, stored_len};
 use ferrofs_core::chunk::{blocks_of_slice, decode_slices, BlockKey};
 use ferrofs_core::meta::keys;
 use ferrofs_core::{Ino, SliceId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What the objects check found.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +27,8 @@ pub struct ObjectsReport {
     /// Objects of queued slices.
     pub queued: u64,
     pub objects: u64,
+    /// Referenced objects missing because they are staged, not uploaded (writeback).
+    pub unuploaded: u64,
 }
 
 /// Checks `objects` against `keyspace`. `final_gc_done`: the last gc pass ran with no
@@ -36,6 +38,7 @@ pub fn check(
     objects: &BTreeMap<String, Vec<u8>>,
     block_size: u32,
     final_gc_done: bool,
+    unuploaded: &BTreeSet<String>,
 ) -> ObjectsReport {
     let mut r = ObjectsReport::default();
     // slice → (size, an inode naming it)
@@ -63,6 +66,9 @@ pub fn check(
         for b in blocks_of_slice(*id, *size, block_size) {
             let name = b.object_name();
             match objects.get(&name) {
+                // Staged by a writeback client and not uploaded yet (or lost with its
+                // cache disk, which writeback accepts).
+                None if unuploaded.contains(&name) => r.unuploaded += 1,
                 None => r
                     .violations
                     .push(format!("objects: {name} of {id:?} (in {ino:?}) is missing")),

@@ -134,6 +134,14 @@ fn scan_leaf(area: &Path, dir: &Path, staged: bool) -> io::Result<Vec<Found>> {
                     age: meta.mtime(),
                 })
             }
+            // A staged block cut short: the only copy of written data is damaged.
+            Some(_) if staged && meta.is_file() => {
+                tracing::error!(
+                    file = %file.display(),
+                    "a staged block is damaged (wrong size); the data written with it is lost"
+                );
+                let _ = std::fs::remove_file(&file);
+            }
             // Temp files of a crashed write, partial or foreign files.
             _ if meta.is_file() => {
                 tracing::debug!(file = %file.display(), "removing a stray cache file");

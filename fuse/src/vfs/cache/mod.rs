@@ -151,23 +151,38 @@ impl BlockCache {
     }
 
     fn restore(&self) -> Vec<BlockKey> {
-        let mut staged = Vec::new();
+        let mut scanned = Vec::new();
         for (d, dir) in self.dirs.iter().enumerate() {
-            let mut found = match dir.scan() {
-                Ok(f) => f,
-                Err(e) => {
-                    self.fail(DirId(d), "cannot list it", &e);
-                    continue;
+            match dir.scan() {
+                Ok(mut found) => {
+                    found.sort_by_key(|f| (f.age, f.key));
+                    self.restored
+                        .fetch_add(found.len() as u64, Ordering::Relaxed);
+                    scanned.push((DirId(d), found));
                 }
-            };
-            found.sort_by_key(|f| (f.age, f.key));
-            self.restored
-                .fetch_add(found.len() as u64, Ordering::Relaxed);
-            staged.extend(found.iter().filter(|f| f.staged).map(|f| f.key));
-            let evict = self
-                .index()
-                .restore(DirId(d), found.iter().map(|f| (f.key, f.size, f.staged)));
-            self.delete(DirId(d), &evict);
+                Err(e) => self.fail(DirId(d), "cannot list it", &e),
+            }
+        }
+        // Staged copies first, over every dir: a staged block may be the only copy of
+        // written data, so where a block is found twice, the cached copy is the one
+        // to delete.
+        let mut staged = Vec::new();
+        for pass_staged in [true, false] {
+            for (dir, found) in &scanned {
+                let part = found.iter().filter(|f| f.staged == pass_staged);
+                let evict = self
+                    .index()
+                    .restore(*dir, part.clone().map(|f| (f.key, f.size, f.staged)));
+                for k in &evict {
+                    if let Err(e) = self.dirs[dir.0].remove(k, pass_staged) {
+                        self.fail(*dir, "a delete failed", &e);
+                        break;
+                    }
+                }
+                if pass_staged {
+                    staged.extend(part.map(|f| f.key).filter(|k| !evict.contains(k)));
+                }
+            }
         }
         staged
     }
@@ -214,6 +229,11 @@ impl BlockCache {
     /// Whether `key` is staged for upload (writeback) and not uploaded yet.
     pub fn is_staged(&self, key: &BlockKey) -> bool {
         matches!(self.index().dir_of(key), Some((_, true)))
+    }
+
+    /// Whether any block of `slice` is staged and not uploaded yet.
+    pub fn slice_is_staged(&self, slice: ferrofs_core::SliceId) -> bool {
+        self.index().slice_has_pinned(slice)
     }
 
     /// Whether `key` is cached (for `warmup --check`; counts nothing).
@@ -274,7 +294,13 @@ impl BlockCache {
         let Some((dir, true)) = dir else {
             return Err(io::ErrorKind::NotFound.into());
         };
-        let mut file = self.dirs[dir.0].read(key, true)?;
+        let mut file = match self.dirs[dir.0].read(key, true) {
+            Ok(f) => f,
+            Err(e) => {
+                self.fail(dir, "reading a staged block failed", &e);
+                return Err(e);
+            }
+        };
         verify(key, &file, self.verify_keys)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         file.truncate(file.len() - KEY_TRAILER);
@@ -283,7 +309,8 @@ impl BlockCache {
 
     /// Forgets a staged block that cannot be uploaded (its copy is damaged).
     pub fn drop_staged(&self, key: &BlockKey) {
-        if let Some((dir, true)) = self.index().dir_of(key) {
+        let found = self.index().dir_of(key);
+        if let Some((dir, true)) = found {
             self.index().drop_damaged(key);
             let _ = self.dirs[dir.0].remove(key, true);
         }
@@ -347,13 +374,22 @@ impl BlockCache {
         if !index.is_alive(dir) {
             return;
         }
+        let staged_before = index.stats().staged_lost;
         let lost = index.dir_failed(dir);
+        let staged_lost = index.stats().staged_lost - staged_before;
         drop(index);
         tracing::error!(
             dir = %self.dirs[dir.0].describe(),
             blocks = lost.len(),
             "cache dir taken out until the next mount: {what}: {e}"
         );
+        if staged_lost > 0 {
+            tracing::error!(
+                dir = %self.dirs[dir.0].describe(),
+                blocks = staged_lost,
+                "staged blocks not yet uploaded were lost with the dir: files written with --writeback lost data"
+            );
+        }
     }
 
     pub fn counters(&self) -> CacheCounters {
