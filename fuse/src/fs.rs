@@ -151,7 +151,7 @@ fn file_attr(a: &Attr) -> fuser::FileAttr {
 fn ctx(req: &Request) -> Ctx {
     let (uid, gid) = (req.uid(), req.gid());
     let groups = if uid != 0 && req.pid() != 0 {
-        supplementary_groups(req.pid())
+        supplementary_groups(req.pid(), uid, gid)
     } else {
         Vec::new()
     };
@@ -163,13 +163,16 @@ fn ctx(req: &Request) -> Ctx {
 /// its groups is seen after this long).
 const GROUPS_TTL: Duration = Duration::from_secs(1);
 
-type GroupsCache = std::collections::HashMap<u32, (std::time::Instant, Vec<u32>)>;
+/// Keyed by thread id and credentials: a thread that changes its uid or gid (and with
+/// them, usually, its groups) is looked up afresh.
+type GroupsCache = std::collections::HashMap<(u32, u32, u32), (std::time::Instant, Vec<u32>)>;
 
-fn supplementary_groups(pid: u32) -> Vec<u32> {
+fn supplementary_groups(pid: u32, uid: u32, gid: u32) -> Vec<u32> {
+    let key = (pid, uid, gid);
     static CACHE: std::sync::Mutex<Option<GroupsCache>> = std::sync::Mutex::new(None);
     let now = std::time::Instant::now();
     let lock = || CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((at, groups)) = lock().get_or_insert_with(Default::default).get(&pid) {
+    if let Some((at, groups)) = lock().get_or_insert_with(Default::default).get(&key) {
         if now.duration_since(*at) < GROUPS_TTL {
             return groups.clone();
         }
@@ -180,7 +183,7 @@ fn supplementary_groups(pid: u32) -> Vec<u32> {
     if map.len() > 4096 {
         map.retain(|_, (at, _)| now.duration_since(*at) < GROUPS_TTL);
     }
-    map.insert(pid, (now, groups.clone()));
+    map.insert(key, (now, groups.clone()));
     groups
 }
 

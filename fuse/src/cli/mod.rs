@@ -186,8 +186,8 @@ pub struct MountArgs {
     #[arg(long, default_value_t = 32, value_name = "N")]
     pub max_downloads: usize,
     /// After a small random read, fetch its whole block (and the N-1 blocks after it)
-    /// in the background for the reads nearby; 0 turns it off.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// in the background for the reads nearby; 0 (the default for now) turns it off.
+    #[arg(long, default_value_t = 0, value_name = "N")]
     pub prefetch: u32,
     /// Retries of a failing object-store request before the operation fails with EIO.
     #[arg(long, default_value_t = 4, value_name = "N")]
