@@ -448,7 +448,10 @@ impl Vfs {
     pub fn flush(&self, fh: Fh) -> Result<()> {
         let h = self.handles.get(fh).ok_or(Errno::EBADF)?;
         h.file.flush(self).inspect_err(|e| {
-            tracing::error!(ino = h.ino.0, "flush failed; the data stays buffered until the last close: {e}")
+            tracing::error!(
+                ino = h.ino.0,
+                "flush failed; the data stays buffered until the last close: {e}"
+            )
         })
     }
 
@@ -464,9 +467,10 @@ impl Vfs {
         let Some(h) = self.handles.close(fh) else {
             return Err(Errno::EBADF);
         };
-        let flushed = h.file.flush(self).inspect_err(|e| {
-            tracing::error!(ino = h.ino.0, "flush at close failed: {e}")
-        });
+        let flushed = h
+            .file
+            .flush(self)
+            .inspect_err(|e| tracing::error!(ino = h.ino.0, "flush at close failed: {e}"));
         // The last close of an unlinked file deletes it.
         let released = self.meta.release(h.ino);
         self.forget_attr(h.ino);
