@@ -32,6 +32,9 @@ Environment (all optional; explicit values win over --quick):
   FERROFS_MOUNT_OPTS  extra arguments for `ferrofs mount`                  (none)
   OP_TIMEOUT          seconds before one timed step is declared hung       (900)
   KEEP                1 = keep BENCH_DIR (and the logs) afterwards         (0)
+  PIN                 none: no CPU pinning; split: the S3 server on CPU 0, the client side
+                      (mount, dd, objbench) on CPU 1, so that neither takes the other's
+                      CPU and the ratio compares clients, not who wins the scheduler (none)
 EOF
 }
 
@@ -53,6 +56,7 @@ SERVER_CACHE=${SERVER_CACHE:-warm}
 FERROFS_MOUNT_OPTS=${FERROFS_MOUNT_OPTS:-}
 OP_TIMEOUT=${OP_TIMEOUT:-900}
 KEEP=${KEEP:-0}
+PIN=${PIN:-none}
 ACCESS_KEY=benchkey
 SECRET_KEY=benchsecret
 BUCKET=ferrofs-bench
@@ -66,6 +70,15 @@ die() { log "error: $*"; exit 1; }
 # ---------------------------------------------------------------- preconditions
 [[ $(id -u) == 0 ]] || die "run as root (needs /proc/sys/vm/drop_caches and mounting)"
 [[ $SERVER_CACHE == warm || $SERVER_CACHE == cold ]] || die "SERVER_CACHE must be warm or cold"
+case $PIN in
+    none) SERVER_CPU=() CLIENT_CPU=() ;;
+    split)
+        command -v taskset >/dev/null || die "PIN=split needs taskset (util-linux)"
+        (($(nproc) >= 2)) || die "PIN=split needs two CPUs"
+        SERVER_CPU=(taskset -c 0) CLIENT_CPU=(taskset -c 1)
+        ;;
+    *) die "PIN must be none or split" ;;
+esac
 for c in python3 timeout mountpoint md5sum dd; do
     command -v "$c" >/dev/null || die "$c is not installed"
 done
@@ -120,7 +133,7 @@ ferrofs_pid() {
 
 mount_ferrofs() {
     # shellcheck disable=SC2086
-    "$FERROFS_BIN" mount "$META_URL" "$MNT" -d --log "$FERRO_LOG" \
+    "${CLIENT_CPU[@]}" "$FERROFS_BIN" mount "$META_URL" "$MNT" -d --log "$FERRO_LOG" \
         --max-uploads "$MAX_UPLOADS" --max-downloads "$MAX_DOWNLOADS" $FERROFS_MOUNT_OPTS >/dev/null
     mountpoint -q "$MNT" || die "ferrofs did not mount at $MNT"
 }
@@ -138,7 +151,7 @@ timed() {
     local key=$1 label=$2 bytes=$3 cmd=$4
     local t0 t1 rc=0 secs
     t0=$(date +%s.%N)
-    timeout -k 10 "$OP_TIMEOUT" bash -c "set -euo pipefail; $cmd" >"$W/step.out" 2>"$W/step.err" || rc=$?
+    timeout -k 10 "$OP_TIMEOUT" "${CLIENT_CPU[@]}" bash -c "set -euo pipefail; $cmd" >"$W/step.out" 2>"$W/step.err" || rc=$?
     t1=$(date +%s.%N)
     secs=$(python3 -c "print(f'{$t1 - $t0:.6f}')")
     if ((rc != 0)); then
@@ -199,7 +212,7 @@ log "scratch directory $W"
 log "sizes: BIG_MIB=$BIG_MIB BLOCK_SIZE=$BLOCK_SIZE ($OBJ_COUNT objbench objects) MAX_UPLOADS=$MAX_UPLOADS MAX_DOWNLOADS=$MAX_DOWNLOADS OBJBENCH_P=$OBJBENCH_P"
 
 log "starting s3s-fs on 127.0.0.1 (root $S3_ROOT)"
-RUST_LOG=warn,s3s_fs=info NO_COLOR=1 "$S3S_FS_BIN" --host 127.0.0.1 --port 0 \
+RUST_LOG=warn,s3s_fs=info NO_COLOR=1 "${SERVER_CPU[@]}" "$S3S_FS_BIN" --host 127.0.0.1 --port 0 \
     --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" "$S3_ROOT" >"$S3_LOG" 2>&1 &
 S3_PID=$!
 PORT=
@@ -222,7 +235,7 @@ drop_caches
 objbench() {
     local run=$1
     log "objbench run $run: $OBJ_COUNT objects of $BLOCK_SIZE, -p $OBJBENCH_P"
-    if ! timeout -k 10 "$OP_TIMEOUT" "$FERROFS_BIN" objbench --storage s3 --bucket "$URL" \
+    if ! timeout -k 10 "$OP_TIMEOUT" "${CLIENT_CPU[@]}" "$FERROFS_BIN" objbench --storage s3 --bucket "$URL" \
         --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" --block-size "$BLOCK_SIZE" \
         --count "$OBJ_COUNT" -p "$OBJBENCH_P" >"$W/objbench.$run.out" 2>"$W/objbench.$run.err"; then
         log "FAILED objbench run $run"
@@ -284,6 +297,10 @@ echo "ferrofs mount vs objbench on one s3s-fs server -- $(date -u '+%Y-%m-%d %H:
 echo "ferrofs: $FERROFS_BIN (block size $BLOCK_SIZE, mount --max-uploads $MAX_UPLOADS --max-downloads $MAX_DOWNLOADS${FERROFS_MOUNT_OPTS:+ $FERROFS_MOUNT_OPTS})"
 echo "server:  s3s-fs $("$S3S_FS_BIN" --version 2>/dev/null | head -1 | awk '{print $NF}') on 127.0.0.1, root on $(findmnt -no FSTYPE -T "$W") ($(findmnt -no SOURCE -T "$W"))"
 echo "objbench: $OBJ_COUNT objects of $BLOCK_SIZE (= the file's bytes), -p $OBJBENCH_P, run before (1) and after (2) the mount"
+case $PIN in
+    split) echo "CPUs: PIN=split: s3s-fs on CPU 0; mount, dd and objbench on CPU 1" ;;
+    *) echo "CPUs: not pinned (PIN=none): server and client share $(nproc) CPUs" ;;
+esac
 if ((COLD_OK)); then
     echo "cold mount = unmounted, page/dentry/inode caches dropped, mounted again; server files then $([[ $SERVER_CACHE == warm ]] && echo "re-read into the page cache (SERVER_CACHE=warm)" || echo "left cold (SERVER_CACHE=cold)")"
 else

@@ -11,7 +11,7 @@
 
 use crate::error::{StoreError, TransientKind};
 use crate::retry::{Sleeper, SplitMix64, ThreadSleeper};
-use crate::{ObjectInfo, ObjectStore};
+use crate::{Bytes, ObjectInfo, ObjectStore};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -332,16 +332,16 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         format!("{} (with injected faults)", self.inner.describe())
     }
 
-    fn put(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
+    fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let fault = self.decide(Op::Put, key);
         Self::apply(Op::Put, key, fault, || match fault {
             Fault::Corrupt => {
                 let mut bad = data.to_vec();
                 corrupt(&mut bad);
-                self.inner.put(key, &bad)
+                self.inner.put(key, bad.into())
             }
-            Fault::Truncate => self.inner.put(key, &data[..truncated_len(data.len())]),
-            _ => self.inner.put(key, data),
+            Fault::Truncate => self.inner.put(key, data.slice(..truncated_len(data.len()))),
+            _ => self.inner.put(key, data.clone()),
         })
     }
 

@@ -9,7 +9,7 @@
 
 use crate::error::StoreError;
 use crate::key::{validate_key, TMP_PREFIX};
-use crate::{ObjectInfo, ObjectStore};
+use crate::{Bytes, ObjectInfo, ObjectStore};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
@@ -263,13 +263,13 @@ impl ObjectStore for FileStore {
         format!("file://{}", self.root.display())
     }
 
-    fn put(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
+    fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let path = self.path_of(key)?;
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         self.make_dirs(&dir)
             .map_err(|e| StoreError::io("put (create directory)", key, e))?;
         let tmp = Self::temp_path(&dir, key);
-        self.put_inner(&path, &tmp, data).map_err(|e| {
+        self.put_inner(&path, &tmp, &data).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             StoreError::io("put", key, e)
         })

@@ -43,6 +43,8 @@ pub mod s3;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// Object bodies: shared, cheap to clone, so a retried put never copies its bytes.
+pub use bytes::Bytes;
 pub use error::{StoreError, TransientKind};
 pub use faulty::{Fault, FaultPlan, FaultRates, FaultStats, FaultyStore, Op, RandomFaults};
 pub use file::FileStore;
@@ -68,8 +70,9 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Where the objects live, for messages (e.g. `file:///data/bucket`).
     fn describe(&self) -> String;
     /// Stores `data` under `key`, replacing any object there. When it returns, the
-    /// object is durable and readers see all of it or (before) none of it.
-    fn put(&self, key: &str, data: &[u8]) -> Result<(), StoreError>;
+    /// object is durable and readers see all of it or (before) none of it. `data` is
+    /// owned (shared) so that a store can send it without copying it.
+    fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError>;
     /// Bytes `[offset, offset+len)` of the object (`len` `None`: to its end). A range
     /// past the end returns the bytes that exist (possibly none).
     fn get(&self, key: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>, StoreError>;
@@ -93,7 +96,7 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     fn describe(&self) -> String {
         (**self).describe()
     }
-    fn put(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
+    fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         (**self).put(key, data)
     }
     fn get(&self, key: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>, StoreError> {
@@ -230,7 +233,7 @@ pub fn probe(store: &dyn ObjectStore) -> Result<(), StoreError> {
         .map_or(0, |d| d.as_nanos());
     let key = format!("{PROBE_PREFIX}/{}-{nanos}", std::process::id());
     let data: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
-    store.put(&key, &data)?;
+    store.put(&key, Bytes::from(data.clone()))?;
     let whole = store.get(&key, 0, None);
     let part = store.get(&key, 100, Some(50));
     let deleted = store.delete(&key);

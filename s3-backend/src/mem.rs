@@ -2,7 +2,7 @@
 
 use crate::error::StoreError;
 use crate::key::validate_key;
-use crate::{ObjectInfo, ObjectStore};
+use crate::{Bytes, ObjectInfo, ObjectStore};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
@@ -37,7 +37,7 @@ impl ObjectStore for MemStore {
         "memory".to_string()
     }
 
-    fn put(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
+    fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         validate_key(key)?;
         self.map().insert(key.to_string(), data.to_vec());
         Ok(())

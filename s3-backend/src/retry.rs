@@ -13,7 +13,7 @@
 //! of sleeping, and the jitter comes from a seeded [`SplitMix64`], so runs repeat.
 
 use crate::error::StoreError;
-use crate::{ObjectInfo, ObjectStore};
+use crate::{Bytes, ObjectInfo, ObjectStore};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -264,8 +264,8 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         self.inner.describe()
     }
 
-    fn put(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
-        self.run(|| self.inner.put(key, data))
+    fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        self.run(|| self.inner.put(key, data.clone()))
     }
 
     fn get(&self, key: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>, StoreError> {

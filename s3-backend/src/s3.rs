@@ -42,7 +42,7 @@
 use crate::error::{StoreError, TransientKind};
 use crate::key::validate_key;
 use crate::retry::{RetryCounters, RetryPolicy, RetryStats, SplitMix64, ThreadSleeper};
-use crate::{ObjectInfo, ObjectStore};
+use crate::{Bytes, ObjectInfo, ObjectStore};
 use aws_sdk_s3::config::{
     timeout::TimeoutConfig, BehaviorVersion, Credentials, ProvideCredentials, Region,
     RequestChecksumCalculation, SharedCredentialsProvider, SharedHttpClient,
@@ -859,9 +859,9 @@ impl ObjectStore for S3Store {
         self.describe.clone()
     }
 
-    fn put(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
+    fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         validate_key(key)?;
-        let crc = base64(&crc32c::crc32c(data).to_be_bytes());
+        let crc = base64(&crc32c::crc32c(&data).to_be_bytes());
         self.call("put", key, || {
             let (client, ctx, bucket) = (
                 self.client.clone(),
@@ -869,7 +869,8 @@ impl ObjectStore for S3Store {
                 self.ctx.bucket.clone(),
             );
             let (full, key, crc) = (self.full_key(key), key.to_string(), crc.clone());
-            let body = ByteStream::from(data.to_vec());
+            // Shares the bytes: a retry sends them again without a copy.
+            let body = ByteStream::from(data.clone());
             let len = data.len() as i64;
             async move {
                 client
@@ -954,7 +955,9 @@ impl ObjectStore for S3Store {
                         )),
                     )
                 })?;
-                let mut data = data.to_vec();
+                // One copy at most (none for a single segment). `to_vec` would collect
+                // byte by byte: that was 40% of a mount's CPU on sequential reads.
+                let mut data = Vec::from(data.into_bytes());
                 if whole {
                     // The server ignored the Range header: cut the range out here.
                     let start = (offset as usize).min(data.len());

@@ -3,7 +3,7 @@
 //! attempts, waiting through a pluggable sleeper (virtual time here).
 
 use ferrofs_s3_backend::{
-    Fault, FaultPlan, FaultRates, FaultyStore, MemStore, ObjectStore, Op, RandomFaults,
+    Bytes, Fault, FaultPlan, FaultRates, FaultyStore, MemStore, ObjectStore, Op, RandomFaults,
     RetryPolicy, RetryingStore, StoreError, TransientKind,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,21 +52,21 @@ fn each_fault_does_what_it_says() {
         clock.sleeper(),
     );
     let data = b"0123456789".to_vec();
-    let e = s.put("a", &data).unwrap_err();
+    let e = s.put("a", Bytes::from(data.clone())).unwrap_err();
     assert_eq!(e.transient_kind(), Some(TransientKind::ServerError));
     assert!(e.to_string().contains("injected"), "{e}");
     assert_eq!(s.inner().head("a").unwrap(), None);
 
-    let e = s.put("b", &data).unwrap_err();
+    let e = s.put("b", Bytes::from(data.clone())).unwrap_err();
     assert_eq!(e.transient_kind(), Some(TransientKind::Connection));
     assert_eq!(s.inner().get("b", 0, None).unwrap(), data);
 
-    s.put("c", &data).unwrap();
+    s.put("c", Bytes::from(data.clone())).unwrap();
     let c = s.inner().get("c", 0, None).unwrap();
     assert_eq!(c.len(), data.len());
     assert_eq!(c.iter().zip(&data).filter(|(x, y)| x != y).count(), 1);
 
-    s.put("d", &data).unwrap();
+    s.put("d", Bytes::from(data.clone())).unwrap();
     assert_eq!(s.inner().get("d", 0, None).unwrap(), b"01234");
 
     assert_eq!(s.get("b", 0, None).unwrap(), data);
@@ -155,7 +155,9 @@ fn retries_hide_transient_faults_in_virtual_time() {
     let store = RetryingStore::with_sleeper(faulty, policy, clock.sleeper(), 1);
     for i in 0..100u32 {
         let k = format!("k{i}");
-        store.put(&k, &i.to_le_bytes()).unwrap();
+        store
+            .put(&k, Bytes::copy_from_slice(&i.to_le_bytes()))
+            .unwrap();
         assert_eq!(store.get(&k, 0, None).unwrap(), i.to_le_bytes());
     }
     assert_eq!(store.list("k", "", 1000).unwrap().len(), 100);
@@ -187,7 +189,7 @@ fn persistent_failure_surfaces_after_bounded_attempts_with_growing_waits() {
         Arc::new(move |d: Duration| w.lock().unwrap().push(d)),
         3,
     );
-    let e = store.put("k", b"v").unwrap_err();
+    let e = store.put("k", Bytes::from_static(b"v")).unwrap_err();
     assert!(
         matches!(
             e,
@@ -223,7 +225,7 @@ fn permanent_errors_are_not_retried() {
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        store.put("../x", b""),
+        store.put("../x", Bytes::from_static(b"")),
         Err(StoreError::InvalidKey(_))
     ));
     assert_eq!(store.stats().retries, 0);
@@ -237,7 +239,7 @@ fn wrappers_take_shared_stores() {
         FaultyStore::new(shared.clone(), |_: Op, _: &str| Fault::None),
         RetryPolicy::none(),
     );
-    s.put("x", b"1").unwrap();
+    s.put("x", Bytes::from_static(b"1")).unwrap();
     assert_eq!(shared.get("x", 0, None).unwrap(), b"1");
     assert_eq!(s.describe(), "memory (with injected faults)");
 }

@@ -12,7 +12,7 @@ mod common;
 use common::{keys, Quirks};
 use ferrofs_s3_backend::testing::S3Server;
 use ferrofs_s3_backend::{
-    open_store_with, probe, Fault, FaultRates, FaultyStore, ObjectStore, Op, RandomFaults,
+    open_store_with, probe, Bytes, Fault, FaultRates, FaultyStore, ObjectStore, Op, RandomFaults,
     RetryPolicy, RetryingStore, S3Config, S3Store, StoreError, StoreOptions, TransientKind,
 };
 use std::io::{Read, Write};
@@ -46,8 +46,10 @@ fn shared_store_behaviour_under_a_prefix() {
     let url = server.create_bucket("shared");
     // Objects of others in the same bucket stay invisible.
     let whole = S3Store::open(server.config(&url)).unwrap();
-    whole.put("other/x", b"x").unwrap();
-    whole.put("vol0", b"not under vol0/").unwrap();
+    whole.put("other/x", Bytes::from_static(b"x")).unwrap();
+    whole
+        .put("vol0", Bytes::from_static(b"not under vol0/"))
+        .unwrap();
     let mut n = 0;
     common::all(
         &mut || {
@@ -83,7 +85,7 @@ fn listing_pages_through_more_than_1000_keys() {
             let store = store.clone();
             sc.spawn(move || {
                 for k in part {
-                    store.put(k, b"z").unwrap();
+                    store.put(k, Bytes::from_static(b"z")).unwrap();
                 }
             });
         }
@@ -142,7 +144,7 @@ fn rejected_keys_are_named_and_not_retried() {
         assert_eq!(store.stats().attempts, 1, "403s are not retried");
         assert!(t.elapsed() < Duration::from_secs(5));
         // Every operation says the same.
-        let e = store.put("k", b"v").unwrap_err();
+        let e = store.put("k", Bytes::from_static(b"v")).unwrap_err();
         assert!(matches!(e, StoreError::Auth(_)), "{e:?}");
         let e = store.get("k", 0, None).unwrap_err();
         assert!(matches!(e, StoreError::Auth(_)), "{e:?}");
@@ -324,7 +326,7 @@ fn a_server_that_keeps_failing_surfaces_after_bounded_attempts() {
     let (endpoint, hits) = scripted_server(|_, _| error_response("503 Slow Down", "SlowDown"));
     let store = scripted_store(&endpoint, 3);
     let t = Instant::now();
-    let e = store.put("k", b"data").unwrap_err();
+    let e = store.put("k", Bytes::from_static(b"data")).unwrap_err();
     assert!(
         t.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -409,7 +411,9 @@ fn retries_hide_injected_transient_faults() {
     let store = RetryingStore::new(faulty, policy);
     for i in 0..40u32 {
         let data = i.to_be_bytes().repeat(100);
-        store.put(&format!("o/{i:02}"), &data).unwrap();
+        store
+            .put(&format!("o/{i:02}"), Bytes::from(data.clone()))
+            .unwrap();
         assert_eq!(store.get(&format!("o/{i:02}"), 0, None).unwrap(), data);
         assert_eq!(
             store.get(&format!("o/{i:02}"), 4, Some(4)).unwrap(),
@@ -447,7 +451,7 @@ fn a_persistently_failing_store_surfaces_after_n_attempts() {
             max_delay: Duration::from_millis(2),
         },
     );
-    store.put("k", b"v").unwrap();
+    store.put("k", Bytes::from_static(b"v")).unwrap();
     let e = store.get("k", 0, None).unwrap_err();
     assert!(e.is_transient());
     assert!(e.to_string().contains("after 4 attempts"), "{e}");
@@ -464,7 +468,7 @@ fn secrets_never_show() {
     let config = server.config(&format!("{url}/p"));
     let opts = server.options();
     let store = open_store_with("s3", &format!("{url}/p"), &opts, false).unwrap();
-    store.put("k", b"v").unwrap();
+    store.put("k", Bytes::from_static(b"v")).unwrap();
     let mut shown = vec![
         format!("{config:?}"),
         format!("{opts:?}"),
@@ -503,7 +507,9 @@ fn probe_and_open_store_with() {
     );
     // A big object, as a 4 MiB block, through the same path.
     let block: Vec<u8> = (0..4u32 << 20).map(|i| (i * 13 + i / 7) as u8).collect();
-    store.put("chunks/0/0/7_0_4194304", &block).unwrap();
+    store
+        .put("chunks/0/0/7_0_4194304", Bytes::from(block.clone()))
+        .unwrap();
     assert_eq!(store.get("chunks/0/0/7_0_4194304", 0, None).unwrap(), block);
     assert_eq!(
         store

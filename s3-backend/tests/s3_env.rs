@@ -24,7 +24,9 @@ fn http_endpoints_ignore_ca_bundle_and_proxy_variables() {
     }
     let server = S3Server::start();
     let store = server.store("env").unwrap();
-    store.put("a/b", b"works").unwrap();
+    store
+        .put("a/b", ferrofs_s3_backend::Bytes::from_static(b"works"))
+        .unwrap();
     assert_eq!(store.get("a/b", 1, Some(3)).unwrap(), b"ork");
 
     // Keys: without options, from the environment; without those, from the profile

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{keys, Quirks};
-use ferrofs_s3_backend::{open_store, FileStore, MemStore, ObjectStore, StoreError};
+use ferrofs_s3_backend::{open_store, Bytes, FileStore, MemStore, ObjectStore, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,7 +65,7 @@ fn concurrent_puts_of_one_key_never_tear() {
 fn file_store_hides_and_cleans_temp_files() {
     let d = tempfile::tempdir().unwrap();
     let s = FileStore::open(d.path(), false).unwrap();
-    s.put("x/y", b"data").unwrap();
+    s.put("x/y", Bytes::from_static(b"data")).unwrap();
     // A crashed writer's leftover, as put would have named it.
     let leftover = d.path().join("x/.tmp.y.1.0");
     std::fs::write(&leftover, b"partial").unwrap();
@@ -85,7 +85,7 @@ fn file_store_hides_and_cleans_temp_files() {
     assert!(!leftover.exists());
     // Nothing but the object itself is left behind by puts.
     for _ in 0..5 {
-        s.put("x/y", b"again").unwrap();
+        s.put("x/y", Bytes::from_static(b"again")).unwrap();
     }
     let names: Vec<_> = std::fs::read_dir(d.path().join("x"))
         .unwrap()

@@ -10,7 +10,7 @@ use crate::faults::{Failure, Service};
 use crate::plant::Plant;
 use crate::trace::Fnv;
 use crate::world::{Step, World};
-use ferrofs_s3_backend::{validate_key, ObjectInfo, ObjectStore, StoreError, TransientKind};
+use ferrofs_s3_backend::{validate_key, Bytes, ObjectInfo, ObjectStore, StoreError, TransientKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
@@ -89,7 +89,7 @@ impl ObjectStore for SimStore {
         "sim://store".to_string()
     }
 
-    fn put(&self, key: &str, data: &[u8]) -> Result<(), StoreError> {
+    fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         validate_key(key)?;
         let drop_some = self.world.plant() == Some(Plant::LostObjectPut);
         self.world
@@ -108,7 +108,7 @@ impl ObjectStore for SimStore {
                         st.store.objects.insert(key.to_string(), data.to_vec());
                     }
                 }
-                let code = Fnv::default().data(data).finish();
+                let code = Fnv::default().data(&data).finish();
                 let r = match failure {
                     Failure::None => Ok(()),
                     f => Err(injected("put", key, f)),

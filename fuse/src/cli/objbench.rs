@@ -14,7 +14,7 @@ pub fn run(a: ObjbenchArgs) -> CliResult {
         usize::try_from(a.block_size).map_err(|_| "--block-size is too large".to_string())?;
     let threads = a.threads.max(1);
     let prefix = format!("ferrofs-objbench/{}", std::process::id());
-    let body: Vec<u8> = (0..size).map(|i| (i * 31 + i / 4099) as u8).collect();
+    let body: ferrofs_s3_backend::Bytes = (0..size).map(|i| (i * 31 + i / 4099) as u8).collect();
     println!(
         "object store {}: {} objects of {} with {} threads",
         store.describe(),
@@ -28,7 +28,7 @@ pub fn run(a: ObjbenchArgs) -> CliResult {
         run.go(threads, |i| {
             let key = format!("{prefix}/{i}");
             match op {
-                "put" => store.put(&key, &body).map(|_| ()),
+                "put" => store.put(&key, body.clone()).map(|_| ()),
                 "get" => store.get(&key, 0, None).and_then(|b| {
                     if b.len() == body.len() {
                         Ok(())

@@ -21,6 +21,7 @@ use ferrofs_core::{
     Attr, ChunkIndex, Ctx, Errno, Ino, Result, SetAttr, SliceId, Timespec, CHUNK_SIZE,
     FILE_SIZE_MAX,
 };
+use ferrofs_s3_backend::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -316,7 +317,7 @@ fn upload_slice(
             };
             let start = key.index as usize * block_size as usize;
             let name = key.object_name();
-            let object = encode_block(&data[start..start + key.len as usize]);
+            let object = Bytes::from(encode_block(&data[start..start + key.len as usize]));
             if let Some(wb) = &writeback {
                 match wb.cache().stage(&key, &object) {
                     // Queued for upload once the slice is committed (with its `W`
@@ -329,7 +330,7 @@ fn upload_slice(
                     Err(e) => tracing::warn!(object = %name, "cannot stage, uploading: {e}"),
                 }
             }
-            match store.put(&name, &object) {
+            match store.put(&name, object.clone()) {
                 // What this client wrote, it will likely read: keep it.
                 Ok(()) => {
                     if let Some(c) = &cache {

@@ -203,7 +203,7 @@ fn upload(s: &Shared, key: &BlockKey) -> bool {
             return false;
         }
     };
-    match s.store.put(&name, &object) {
+    match s.store.put(&name, object.into()) {
         Ok(()) => {
             s.cache.uploaded(key);
             if !s.cache.slice_is_staged(key.slice) {

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use ferrofs_s3_backend::{ObjectInfo, ObjectStore, StoreError};
+use ferrofs_s3_backend::{Bytes, ObjectInfo, ObjectStore, StoreError};
 use std::sync::Arc;
 
 /// Known deviations of a server from AWS S3 that the checks must step around.
@@ -27,7 +27,8 @@ pub fn keys(v: &[ObjectInfo]) -> Vec<&str> {
 }
 
 pub fn roundtrip_head_delete(s: &dyn ObjectStore, q: Quirks) {
-    s.put("chunks/0/0/1_0_5", b"hello").unwrap();
+    s.put("chunks/0/0/1_0_5", Bytes::from_static(b"hello"))
+        .unwrap();
     assert_eq!(s.get("chunks/0/0/1_0_5", 0, None).unwrap(), b"hello");
     assert_eq!(
         s.head("chunks/0/0/1_0_5").unwrap(),
@@ -60,7 +61,7 @@ pub fn roundtrip_head_delete(s: &dyn ObjectStore, q: Quirks) {
         s.get("chunks/0/0/1_0_5/x", 0, None),
         Err(StoreError::NotFound(_))
     ));
-    s.put("empty", b"").unwrap();
+    s.put("empty", Bytes::from_static(b"")).unwrap();
     assert_eq!(s.get("empty", 0, None).unwrap(), b"");
     assert_eq!(s.get("empty", 0, Some(10)).unwrap(), b"");
     assert_eq!(s.head("empty").unwrap().map(|o| o.size), Some(0));
@@ -74,7 +75,7 @@ pub fn roundtrip_head_delete(s: &dyn ObjectStore, q: Quirks) {
 }
 
 pub fn ranged_gets_including_past_the_end(s: &dyn ObjectStore) {
-    s.put("k", b"0123456789").unwrap();
+    s.put("k", Bytes::from_static(b"0123456789")).unwrap();
     assert_eq!(s.get("k", 2, Some(3)).unwrap(), b"234");
     assert_eq!(s.get("k", 0, Some(1)).unwrap(), b"0");
     assert_eq!(s.get("k", 9, Some(1)).unwrap(), b"9");
@@ -88,7 +89,7 @@ pub fn ranged_gets_including_past_the_end(s: &dyn ObjectStore) {
     assert_eq!(s.get("k", u64::MAX, Some(u64::MAX)).unwrap(), b"");
     // A bigger object, read in pieces.
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    s.put("big", &big).unwrap();
+    s.put("big", Bytes::from(big.clone())).unwrap();
     for (off, len) in [(0u64, 65536u64), (65536, 65536), (123_457, 1), (299_999, 5)] {
         let end = (off + len).min(big.len() as u64) as usize;
         assert_eq!(
@@ -101,8 +102,8 @@ pub fn ranged_gets_including_past_the_end(s: &dyn ObjectStore) {
 }
 
 pub fn overwrite_replaces_the_whole_object(s: &dyn ObjectStore) {
-    s.put("a/b", &[1u8; 1000]).unwrap();
-    s.put("a/b", &[2u8; 10]).unwrap();
+    s.put("a/b", Bytes::from(vec![1u8; 1000])).unwrap();
+    s.put("a/b", Bytes::from(vec![2u8; 10])).unwrap();
     assert_eq!(s.get("a/b", 0, None).unwrap(), vec![2u8; 10]);
     assert_eq!(keys(&s.list("", "", 100).unwrap()), ["a/b"]);
 }
@@ -119,7 +120,10 @@ pub fn invalid_keys_are_refused(s: &dyn ObjectStore) {
         ".tmp.x",
     ] {
         assert!(
-            matches!(s.put(bad, b"x"), Err(StoreError::InvalidKey(_))),
+            matches!(
+                s.put(bad, Bytes::from_static(b"x")),
+                Err(StoreError::InvalidKey(_))
+            ),
             "{bad:?}"
         );
         assert!(
@@ -150,7 +154,7 @@ pub fn list_order_prefix_start_after_limit(s: &dyn ObjectStore) {
         "chunks/1/1000/1000001_0_9",
     ];
     for k in all.iter().rev() {
-        s.put(k, k.as_bytes()).unwrap();
+        s.put(k, Bytes::copy_from_slice(k.as_bytes())).unwrap();
     }
     let listed = s.list("", "", 100).unwrap();
     assert_eq!(keys(&listed), all, "{s:?}");
@@ -198,7 +202,7 @@ pub fn concurrent_puts_of_one_key_never_tear(s: Arc<dyn ObjectStore>, same_bytes
             let fill = if same_bytes { 7 } else { i };
             std::thread::spawn(move || {
                 for _ in 0..20 {
-                    s.put("k", &vec![fill; 64 << 10]).unwrap();
+                    s.put("k", Bytes::from(vec![fill; 64 << 10])).unwrap();
                 }
             })
         })
