@@ -9,6 +9,12 @@
 //!
 //! Entries are bounded in number; past the bound the oldest insertions go first.
 //! Time is passed in (nanoseconds on any monotonic scale).
+//!
+//! A read from the engine races with this client's own changes: a getattr may read
+//! the old length, a write commit then invalidates the inode, and only then does the
+//! getattr cache what it read, stale until its TTL runs out. So every put carries a
+//! [`ReadTicket`] taken before the engine was asked, and is dropped if anything was
+//! invalidated since.
 
 use crate::types::{Attr, DirEntry, Ino};
 use std::collections::{BTreeMap, VecDeque};
@@ -28,6 +34,10 @@ struct Timed<T> {
     /// When it was read from the engine.
     at: u64,
 }
+
+/// Where the cache's invalidations stood when a read from the engine began.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ReadTicket(u64);
 
 /// Listing pages are keyed by directory, cookie, whether attributes were included and
 /// how many entries were asked for.
@@ -69,6 +79,8 @@ pub struct MetaCache {
     pages: BTreeMap<PageKey, Timed<Vec<DirEntry>>>,
     /// Insertion order, for the bound (stale keys are skipped when popped).
     order: VecDeque<Key>,
+    /// How many invalidations there have been.
+    invalidations: u64,
 }
 
 impl MetaCache {
@@ -81,7 +93,22 @@ impl MetaCache {
             entries: BTreeMap::new(),
             pages: BTreeMap::new(),
             order: VecDeque::new(),
+            invalidations: 0,
         }
+    }
+
+    /// Take this before reading from the engine what will be put into the cache.
+    pub fn ticket(&self) -> ReadTicket {
+        ReadTicket(self.invalidations)
+    }
+
+    /// Whether nothing was invalidated since `ticket` was taken (a put with it is kept).
+    pub fn still_valid(&self, ticket: ReadTicket) -> bool {
+        ticket.0 == self.invalidations
+    }
+
+    fn invalidated(&mut self) {
+        self.invalidations += 1;
     }
 
     pub fn ttl(&self) -> MetaCacheTtl {
@@ -99,8 +126,10 @@ impl MetaCache {
         fresh(self.attrs.get(&ino), now, max_age).cloned()
     }
 
-    pub fn put_attr(&mut self, attr: Attr, now: u64) {
-        if self.ttl.attr == 0 {
+    /// Caches `attr`, read from the engine after `ticket` was taken, unless something
+    /// was invalidated since.
+    pub fn put_attr(&mut self, attr: Attr, now: u64, ticket: ReadTicket) {
+        if self.ttl.attr == 0 || !self.still_valid(ticket) {
             return;
         }
         let ino = attr.ino;
@@ -123,12 +152,19 @@ impl MetaCache {
         fresh(Some(e), now, ttl).copied()
     }
 
-    pub fn put_entry(&mut self, parent: Ino, name: &[u8], entry: CachedEntry, now: u64) {
+    pub fn put_entry(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        entry: CachedEntry,
+        now: u64,
+        ticket: ReadTicket,
+    ) {
         let ttl = match entry {
             CachedEntry::Found(_) => self.ttl.entry,
             CachedEntry::Missing => self.ttl.negative,
         };
-        if ttl == 0 {
+        if ttl == 0 || !self.still_valid(ticket) {
             return;
         }
         let t = Timed {
@@ -154,6 +190,7 @@ impl MetaCache {
         fresh(page, now, self.ttl.dir).map(|v| v.as_slice())
     }
 
+    #[allow(clippy::too_many_arguments)] // four of them are the page's key, as in `page`
     pub fn put_page(
         &mut self,
         dir: Ino,
@@ -162,8 +199,9 @@ impl MetaCache {
         limit: u32,
         page: Vec<DirEntry>,
         now: u64,
+        ticket: ReadTicket,
     ) {
-        if self.ttl.dir == 0 {
+        if self.ttl.dir == 0 || !self.still_valid(ticket) {
             return;
         }
         let key = (dir, offset, plus, limit);
@@ -178,16 +216,19 @@ impl MetaCache {
 
     /// Forgets the attributes of `ino`.
     pub fn forget_attr(&mut self, ino: Ino) {
+        self.invalidated();
         self.attrs.remove(&ino);
     }
 
     /// Forgets what `name` in `parent` is.
     pub fn forget_entry(&mut self, parent: Ino, name: &[u8]) {
+        self.invalidated();
         self.entries.remove(&(parent, name.to_vec()));
     }
 
     /// A directory changed: forgets its attributes and its listing pages.
     pub fn dir_changed(&mut self, dir: Ino) {
+        self.invalidated();
         self.attrs.remove(&dir);
         let pages: Vec<PageKey> = self
             .pages
@@ -201,6 +242,7 @@ impl MetaCache {
 
     /// Forgets everything.
     pub fn clear(&mut self) {
+        self.invalidated();
         self.attrs.clear();
         self.entries.clear();
         self.pages.clear();
@@ -285,9 +327,9 @@ mod tests {
     #[test]
     fn items_expire_after_their_ttl() {
         let mut c = MetaCache::new(ttl(5 * S), 100);
-        c.put_attr(attr(7), 0);
-        c.put_entry(Ino(1), b"a", CachedEntry::Found(Ino(7)), 0);
-        c.put_entry(Ino(1), b"b", CachedEntry::Missing, 0);
+        c.put_attr(attr(7), 0, c.ticket());
+        c.put_entry(Ino(1), b"a", CachedEntry::Found(Ino(7)), 0, c.ticket());
+        c.put_entry(Ino(1), b"b", CachedEntry::Missing, 0, c.ticket());
         assert_eq!(c.attr(Ino(7), 5 * S - 1).map(|a| a.size), Some(70));
         assert_eq!(c.entry(Ino(1), b"b", S), Some(CachedEntry::Missing));
         assert_eq!(c.attr(Ino(7), 5 * S), None);
@@ -303,22 +345,22 @@ mod tests {
             },
             100,
         );
-        c.put_entry(Ino(1), b"x", CachedEntry::Missing, 0);
+        c.put_entry(Ino(1), b"x", CachedEntry::Missing, 0, c.ticket());
         assert_eq!(c.entry(Ino(1), b"x", 0), None);
         let mut off = MetaCache::new(ttl(0), 100);
-        off.put_attr(attr(1), 0);
-        off.put_page(Ino(1), 0, true, 128, Vec::new(), 0);
+        off.put_attr(attr(1), 0, off.ticket());
+        off.put_page(Ino(1), 0, true, 128, Vec::new(), 0, off.ticket());
         assert_eq!(off.len(), (0, 0, 0));
     }
 
     #[test]
     fn a_changed_dir_loses_its_pages_and_attrs_only() {
         let mut c = MetaCache::new(ttl(S), 100);
-        c.put_attr(attr(2), 0);
-        c.put_attr(attr(3), 0);
-        c.put_page(Ino(2), 0, true, 128, Vec::new(), 0);
-        c.put_page(Ino(2), 300, false, 256, Vec::new(), 0);
-        c.put_page(Ino(3), 0, true, 128, Vec::new(), 0);
+        c.put_attr(attr(2), 0, c.ticket());
+        c.put_attr(attr(3), 0, c.ticket());
+        c.put_page(Ino(2), 0, true, 128, Vec::new(), 0, c.ticket());
+        c.put_page(Ino(2), 300, false, 256, Vec::new(), 0, c.ticket());
+        c.put_page(Ino(3), 0, true, 128, Vec::new(), 0, c.ticket());
         assert!(
             c.page(Ino(3), 0, true, 256, 0).is_none(),
             "another page size"
@@ -331,17 +373,40 @@ mod tests {
     }
 
     #[test]
+    fn a_read_that_raced_with_an_invalidation_is_not_cached() {
+        let mut c = MetaCache::new(ttl(S), 100);
+        // A getattr takes its ticket and reads size 0 from the engine; meanwhile a
+        // write commit changes the inode and invalidates it; then the read arrives.
+        let before = c.ticket();
+        c.forget_attr(Ino(4));
+        let mut stale = attr(4);
+        stale.size = 0;
+        c.put_attr(stale, 0, before);
+        assert!(c.attr(Ino(4), 0).is_none(), "stale attributes were cached");
+        c.put_entry(Ino(1), b"n", CachedEntry::Missing, 0, before);
+        c.put_page(Ino(1), 0, false, 128, Vec::new(), 0, before);
+        assert_eq!(c.len(), (0, 0, 0));
+        // Any invalidation counts, not just one of the same key: coarse but safe.
+        let t = c.ticket();
+        c.dir_changed(Ino(9));
+        assert!(!c.still_valid(t));
+        // A read that began after the invalidation is cached.
+        c.put_attr(attr(4), 0, c.ticket());
+        assert_eq!(c.attr(Ino(4), 0).map(|a| a.size), Some(40));
+    }
+
+    #[test]
     fn the_oldest_go_past_the_bound() {
         let mut c = MetaCache::new(ttl(S), 3);
         for i in 1..=5 {
-            c.put_attr(attr(i), 0);
+            c.put_attr(attr(i), 0, c.ticket());
         }
         assert_eq!(c.len().0, 3);
         assert!(c.attr(Ino(1), 0).is_none() && c.attr(Ino(2), 0).is_none());
         assert!(c.attr(Ino(5), 0).is_some());
         // Invalidated keys do not pile up.
         for i in 0..100 {
-            c.put_attr(attr(10 + i), 0);
+            c.put_attr(attr(10 + i), 0, c.ticket());
             c.forget_attr(Ino(10 + i));
         }
         assert!(c.order.len() <= 12);

@@ -45,6 +45,11 @@ pub struct OpenFile {
     /// this client changes the chunk, the metadata TTL runs out, or the file is opened
     /// again (close-to-open).
     pub(super) chunks: Mutex<BTreeMap<ChunkIndex, CachedSlices>>,
+    /// Counts this client's changes to the file's committed state (commits,
+    /// truncation, compaction, reopening): a reader that saw it move while it read
+    /// committed attributes or slice lists reads again, so it never pairs old
+    /// committed bytes with an overlay that no longer holds the new ones.
+    changes: AtomicU64,
 }
 
 impl OpenFile {
@@ -52,8 +57,21 @@ impl OpenFile {
         self.ino
     }
 
+    /// Where the file's change count stands (take it before reading committed state).
+    pub(super) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// Counts a change to the committed state. Call it after the change reached the
+    /// engine and before forgetting what was cached about it, so that a reader that
+    /// caches an old read in between is seen (see `reread_slices`).
+    pub(super) fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Drops every cached slice list (the file was reopened, truncated or compacted).
     pub(super) fn forget_chunks(&self) {
+        self.changed();
         self.chunks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -62,6 +80,7 @@ impl OpenFile {
 
     /// Drops the cached slice list of one chunk (this client committed to it).
     pub(super) fn forget_chunk(&self, idx: ChunkIndex) {
+        self.changed();
         self.chunks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -100,6 +119,7 @@ impl Handles {
                 buffered_total: total,
                 readahead: Mutex::new(readahead),
                 chunks: Mutex::default(),
+                changes: AtomicU64::new(0),
             };
             (Arc::new(file), 0)
         });

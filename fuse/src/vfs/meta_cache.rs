@@ -1,11 +1,13 @@
 //! The client's metadata cache applied: lookups, attributes and listing pages served
 //! from `core::cache::meta::MetaCache` while fresh, and every change this client makes
 //! invalidating what it touched before it returns (so it always sees its own changes).
+//! Every read from the engine takes a ticket first and caches what it read only if
+//! nothing was invalidated meanwhile (`core::cache::meta::ReadTicket`).
 //! What other clients may see stale, and for how long, is in ARCHITECTURE.md
 //! ("Metadata caches").
 
 use super::Vfs;
-use ferrofs_core::cache::meta::{CachedEntry, MetaCache};
+use ferrofs_core::cache::meta::{CachedEntry, MetaCache, ReadTicket};
 use ferrofs_core::meta::perm::{check, is_dot, X_OK};
 use ferrofs_core::{Attr, Ctx, DirEntry, Errno, FileType, Ino, Result};
 use std::sync::MutexGuard;
@@ -23,14 +25,23 @@ impl Vfs {
         self.meta_cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Take one before asking the engine for anything the cache will keep.
+    pub(super) fn ticket(&self) -> ReadTicket {
+        self.mc().ticket()
+    }
+
     /// Committed attributes of `ino`: from the cache while fresh, else from the engine.
     pub(super) fn committed_attr(&self, ino: Ino) -> Result<Attr> {
         let now = self.now_ns();
-        if let Some(a) = self.mc().attr(ino, now) {
-            return Ok(a);
-        }
+        let ticket = {
+            let mc = self.mc();
+            if let Some(a) = mc.attr(ino, now) {
+                return Ok(a);
+            }
+            mc.ticket()
+        };
         let a = self.meta.getattr(ino)?;
-        self.mc().put_attr(a.clone(), now);
+        self.mc().put_attr(a.clone(), now, ticket);
         Ok(a)
     }
 
@@ -40,16 +51,63 @@ impl Vfs {
         (ttl > 0).then(|| self.mc().attr_within(ino, self.now_ns(), ttl))?
     }
 
-    pub(super) fn remember_attr(&self, attr: &Attr) {
+    /// Caches attributes read from the engine after `ticket` was taken.
+    pub(super) fn remember_attr(&self, attr: &Attr, ticket: ReadTicket) {
         let now = self.now_ns();
-        self.mc().put_attr(attr.clone(), now);
+        self.mc().put_attr(attr.clone(), now, ticket);
     }
 
-    pub(super) fn remember_entry(&self, parent: Ino, name: &[u8], attr: &Attr) {
+    fn remember_entry(&self, parent: Ino, name: &[u8], attr: &Attr, ticket: ReadTicket) {
         let now = self.now_ns();
         let mut mc = self.mc();
-        mc.put_entry(parent, name, CachedEntry::Found(attr.ino), now);
-        mc.put_attr(attr.clone(), now);
+        mc.put_entry(parent, name, CachedEntry::Found(attr.ino), now, ticket);
+        mc.put_attr(attr.clone(), now, ticket);
+    }
+
+    /// This client changed `ino` (the change returned `r`): forgets what was cached
+    /// of it, and caches the new attributes unless something else was invalidated
+    /// since `ticket`, taken before the change.
+    pub(super) fn changed_attr(
+        &self,
+        ino: Ino,
+        r: Result<Attr>,
+        ticket: ReadTicket,
+    ) -> Result<Attr> {
+        let now = self.now_ns();
+        let mut mc = self.mc();
+        let unchanged = mc.still_valid(ticket);
+        mc.forget_attr(ino);
+        let attr = r?;
+        if unchanged {
+            let t = mc.ticket();
+            mc.put_attr(attr.clone(), now, t);
+        }
+        Ok(attr)
+    }
+
+    /// This client created `name` in `parent` (the change returned `r`, taking
+    /// `ticket` before it): the directory changed; the name, and the inode it names,
+    /// are cached unless something else was invalidated meanwhile.
+    pub(super) fn created(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        r: Result<Attr>,
+        ticket: ReadTicket,
+    ) -> Result<Attr> {
+        let now = self.now_ns();
+        let mut mc = self.mc();
+        let unchanged = mc.still_valid(ticket);
+        forget_name(&mut mc, parent, name, now);
+        let attr = r?;
+        // A new hard link changed the inode too.
+        mc.forget_attr(attr.ino);
+        if unchanged {
+            let t = mc.ticket();
+            mc.put_entry(parent, name, CachedEntry::Found(attr.ino), now, t);
+            mc.put_attr(attr.clone(), now, t);
+        }
+        Ok(attr)
     }
 
     pub(super) fn forget_attr(&self, ino: Ino) {
@@ -65,12 +123,7 @@ impl Vfs {
     /// named, and the directory's attributes and listings.
     pub(super) fn name_changed(&self, parent: Ino, name: &[u8]) {
         let now = self.now_ns();
-        let mut mc = self.mc();
-        if let Some(CachedEntry::Found(ino)) = mc.entry(parent, name, now) {
-            mc.forget_attr(ino);
-        }
-        mc.forget_entry(parent, name);
-        mc.dir_changed(parent);
+        forget_name(&mut self.mc(), parent, name, now);
     }
 
     /// Answers a lookup from the cache: `None` when it has to ask the engine.
@@ -101,14 +154,18 @@ impl Vfs {
         if let Some(r) = self.lookup_cached(ctx, parent, name) {
             return r;
         }
+        let ticket = self.ticket();
         let r = self.meta.lookup(ctx, parent, name);
         if is_dot(name) {
             return r;
         }
         let now = self.now_ns();
         match &r {
-            Ok(a) => self.remember_entry(parent, name, a),
-            Err(Errno::ENOENT) => self.mc().put_entry(parent, name, CachedEntry::Missing, now),
+            Ok(a) => self.remember_entry(parent, name, a, ticket),
+            Err(Errno::ENOENT) => {
+                self.mc()
+                    .put_entry(parent, name, CachedEntry::Missing, now, ticket)
+            }
             Err(_) => {}
         }
         // Later lookups in this directory need its attributes (for the permission
@@ -155,15 +212,16 @@ impl Vfs {
         if let Some(page) = self.cached_page(ino, offset, plus, lim, now) {
             return Ok(page);
         }
+        let ticket = self.ticket();
         let page = self.meta.readdir(ctx, ino, offset, limit, plus)?;
         let mut mc = self.mc();
         if mc.ttl().dir > 0 || mc.ttl().entry > 0 {
             for e in &page {
                 if !is_dot(&e.name) {
-                    mc.put_entry(ino, &e.name, CachedEntry::Found(e.ino), now);
+                    mc.put_entry(ino, &e.name, CachedEntry::Found(e.ino), now, ticket);
                 }
                 if let Some(a) = &e.attr {
-                    mc.put_attr(a.clone(), now);
+                    mc.put_attr(a.clone(), now, ticket);
                 }
             }
         }
@@ -174,7 +232,17 @@ impl Vfs {
                 ..e.clone()
             })
             .collect();
-        mc.put_page(ino, offset, plus, lim, names, now);
+        mc.put_page(ino, offset, plus, lim, names, now, ticket);
         Ok(page)
     }
+}
+
+/// Forgets `name` in `parent`, the inode it named, and the directory's attributes and
+/// listings.
+fn forget_name(mc: &mut MetaCache, parent: Ino, name: &[u8], now: u64) {
+    if let Some(CachedEntry::Found(ino)) = mc.entry(parent, name, now) {
+        mc.forget_attr(ino);
+    }
+    mc.forget_entry(parent, name);
+    mc.dir_changed(parent);
 }

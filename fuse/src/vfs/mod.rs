@@ -29,7 +29,7 @@ use ferrofs_core::{
     XattrMode,
 };
 use ferrofs_s3_backend::ObjectStore;
-use handles::Handles;
+use handles::{Handles, OpenFile};
 use pool::Pool;
 use std::sync::{Arc, Mutex};
 use writeback::Writeback;
@@ -245,20 +245,29 @@ impl Vfs {
     }
 
     /// Attributes as this client sees them: the committed ones, plus the length and
-    /// mtime of bytes it has buffered but not yet flushed.
-    fn overlay(&self, mut attr: Attr) -> Attr {
-        if let Some(file) = self.handles.file(attr.ino) {
-            file.overlay_attr(&mut attr);
-        }
-        attr
+    /// mtime of bytes it has buffered but not yet flushed. For a file open here, the
+    /// committed attributes are read again together with that overlay, so that a
+    /// commit in between cannot hide the new length (see `OpenFile::consistent`).
+    fn overlay(&self, attr: Attr) -> Result<Attr> {
+        let Some(file) = self.handles.file(attr.ino) else {
+            return Ok(attr);
+        };
+        let ino = attr.ino;
+        file.consistent(
+            || self.committed_attr(ino),
+            |mut a, st| {
+                OpenFile::overlay_attr(st, &mut a);
+                a
+            },
+        )
     }
 
     pub fn lookup(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<Attr> {
-        Ok(self.overlay(self.lookup_committed(ctx, parent, name)?))
+        self.overlay(self.lookup_committed(ctx, parent, name)?)
     }
 
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        Ok(self.overlay(self.committed_attr(ino)?))
+        self.overlay(self.committed_attr(ino)?)
     }
 
     pub fn setattr(&self, ctx: &Ctx, ino: Ino, set: &SetAttr, fh: Option<Fh>) -> Result<Attr> {
@@ -270,27 +279,16 @@ impl Vfs {
                 set.via_handle = true;
             }
         }
-        self.forget_attr(ino);
+        let ticket = self.ticket();
         let r = match self.handles.file(ino) {
             Some(file) => file.setattr(self, ctx, &set),
             None => self.meta.setattr(ctx, ino, &set, self.now()),
         };
-        self.forget_attr(ino);
-        let attr = r?;
-        self.remember_attr(&attr);
-        Ok(attr)
+        self.changed_attr(ino, r, ticket)
     }
 
     pub fn access(&self, ctx: &Ctx, ino: Ino, mask: u32) -> Result<()> {
         ferrofs_core::meta::perm::check(ctx, &self.committed_attr(ino)?, mask)
-    }
-
-    /// After creating `name` in `parent`: the directory changed, the name is known.
-    fn created(&self, parent: Ino, name: &[u8], r: Result<Attr>) -> Result<Attr> {
-        self.name_changed(parent, name);
-        let attr = r?;
-        self.remember_entry(parent, name, &attr);
-        Ok(attr)
     }
 
     #[allow(clippy::too_many_arguments)] // mirrors mknod(2)'s arguments
@@ -304,10 +302,11 @@ impl Vfs {
         umask: u32,
         rdev: u32,
     ) -> Result<Attr> {
+        let ticket = self.ticket();
         let r = self
             .meta
             .mknod(ctx, parent, name, kind, mode, umask, rdev, self.now());
-        self.created(parent, name, r)
+        self.created(parent, name, r, ticket)
     }
 
     pub fn mkdir(
@@ -318,8 +317,9 @@ impl Vfs {
         mode: u32,
         umask: u32,
     ) -> Result<Attr> {
+        let ticket = self.ticket();
         let r = self.meta.mkdir(ctx, parent, name, mode, umask, self.now());
-        self.created(parent, name, r)
+        self.created(parent, name, r, ticket)
     }
 
     pub fn unlink(&self, ctx: &Ctx, parent: Ino, name: &[u8]) -> Result<()> {
@@ -359,15 +359,16 @@ impl Vfs {
     }
 
     pub fn link(&self, ctx: &Ctx, ino: Ino, new_parent: Ino, new_name: &[u8]) -> Result<Attr> {
-        self.forget_attr(ino);
+        let ticket = self.ticket();
         let r = self.meta.link(ctx, ino, new_parent, new_name, self.now());
-        let attr = self.created(new_parent, new_name, r)?;
-        Ok(self.overlay(attr))
+        let attr = self.created(new_parent, new_name, r, ticket)?;
+        self.overlay(attr)
     }
 
     pub fn symlink(&self, ctx: &Ctx, parent: Ino, name: &[u8], target: &[u8]) -> Result<Attr> {
+        let ticket = self.ticket();
         let r = self.meta.symlink(ctx, parent, name, target, self.now());
-        self.created(parent, name, r)
+        self.created(parent, name, r, ticket)
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
@@ -385,6 +386,7 @@ impl Vfs {
         umask: u32,
         flags: i32,
     ) -> Result<(Fh, Attr)> {
+        let ticket = self.ticket();
         let r = self.meta.mknod(
             ctx,
             parent,
@@ -395,7 +397,7 @@ impl Vfs {
             0,
             self.now(),
         );
-        let attr = self.created(parent, name, r)?;
+        let attr = self.created(parent, name, r, ticket)?;
         // The creator may write the file it just created whatever its mode says, so
         // the open after create is not permission-checked.
         let attr = self
@@ -415,8 +417,9 @@ impl Vfs {
                 attr
             }
             None => {
+                let ticket = self.ticket();
                 let attr = self.meta.open(ctx, ino, flags)?;
-                self.remember_attr(&attr);
+                self.remember_attr(&attr, ticket);
                 if let Some(file) = self.handles.file(ino) {
                     file.forget_chunks();
                 }
@@ -424,7 +427,7 @@ impl Vfs {
             }
         };
         let fh = self.handles.open(ino, flags, self.readahead());
-        Ok((fh, self.overlay(attr)))
+        Ok((fh, self.overlay(attr)?))
     }
 
     pub fn read(&self, fh: Fh, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -464,13 +467,14 @@ impl Vfs {
     }
 
     pub fn release(&self, fh: Fh) -> Result<()> {
-        let Some(h) = self.handles.close(fh) else {
-            return Err(Errno::EBADF);
-        };
+        let h = self.handles.get(fh).ok_or(Errno::EBADF)?;
+        // Flushed while the handle still counts: until the commit, others in this
+        // client see the buffered length through the open file.
         let flushed = h
             .file
             .flush(self)
             .inspect_err(|e| tracing::error!(ino = h.ino.0, "flush at close failed: {e}"));
+        self.handles.close(fh);
         // The last close of an unlinked file deletes it.
         let released = self.meta.release(h.ino);
         self.forget_attr(h.ino);
@@ -481,8 +485,9 @@ impl Vfs {
     /// Opens a directory; it is counted as open until [`Vfs::releasedir`], so removing
     /// it meanwhile keeps it (unlinked) as Linux does.
     pub fn opendir(&self, ctx: &Ctx, ino: Ino, flags: i32) -> Result<()> {
+        let ticket = self.ticket();
         let attr = self.meta.opendir(ctx, ino, flags)?;
-        self.remember_attr(&attr);
+        self.remember_attr(&attr, ticket);
         Ok(())
     }
 
@@ -503,7 +508,7 @@ impl Vfs {
         let mut entries = self.readdir_committed(ctx, ino, offset, limit, plus)?;
         for e in entries.iter_mut() {
             if let Some(a) = e.attr.take() {
-                e.attr = Some(self.overlay(a));
+                e.attr = Some(self.overlay(a)?);
             }
         }
         Ok(entries)

@@ -14,42 +14,56 @@ const WHOLE_BLOCK_FRACTION: u32 = 4;
 
 impl OpenFile {
     pub(super) fn read(&self, vfs: &Vfs, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let committed = vfs.committed_attr(self.ino())?.size;
-        let len = self.visible_len(committed);
-        if offset >= len || size == 0 {
+        if size == 0 {
             return Ok(Vec::new());
         }
-        let end = len.min(offset + size as u64);
-        let advice = self
-            .readahead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .on_read(offset, end - offset, committed);
-        let committed_part = |whole| {
-            if offset < committed {
-                self.read_range(vfs, offset, end.min(committed), whole)
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let mut buf = if advice.sequential {
-            // Ask for what comes next first, so it arrives while this read waits.
-            self.prefetch_range(vfs, advice.prefetch);
-            committed_part(true)?
-        } else {
-            let buf = committed_part(false)?;
-            // A small random read: with --prefetch N, the whole block it fell in (and
-            // the N-1 after it) comes in the background, for the reads nearby.
-            let bs = vfs.block_size() as u64;
-            let start = offset - offset % bs;
-            let n = vfs.config.prefetch_blocks as u64;
-            self.prefetch_range(vfs, start..(start + n * bs).min(committed));
-            buf
-        };
-        buf.resize((end - offset) as usize, 0);
-        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-        st.overlay(offset, &mut buf);
-        Ok(buf)
+        let want_end = offset.saturating_add(size as u64);
+        // Whether the reader is sequential: decided once, even if the read is retried.
+        let mut sequential = None;
+        // The committed bytes and the uncommitted ones on top must be of one moment:
+        // `consistent` reads again if this client committed in between.
+        self.consistent(
+            || {
+                let committed = vfs.committed_attr(self.ino())?.size;
+                if offset >= committed {
+                    return Ok((committed, Vec::new()));
+                }
+                let end = want_end.min(committed);
+                let seq = *sequential.get_or_insert_with(|| {
+                    let advice = self
+                        .readahead
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .on_read(offset, end - offset, committed);
+                    if advice.sequential {
+                        // Ask for what comes next first, so it arrives while this
+                        // read waits.
+                        self.prefetch_range(vfs, advice.prefetch);
+                    }
+                    advice.sequential
+                });
+                let buf = self.read_range(vfs, offset, end, seq)?;
+                if !seq {
+                    // A small random read: with --prefetch N, the whole block it fell
+                    // in (and the N-1 after it) comes in the background, for the
+                    // reads nearby.
+                    let bs = vfs.block_size() as u64;
+                    let start = offset - offset % bs;
+                    let n = vfs.config.prefetch_blocks as u64;
+                    self.prefetch_range(vfs, start..(start + n * bs).min(committed));
+                }
+                Ok((committed, buf))
+            },
+            |(committed, mut buf), st| {
+                let len = committed.max(st.end());
+                if offset >= len {
+                    return Vec::new();
+                }
+                buf.resize((len.min(want_end) - offset) as usize, 0);
+                st.overlay(offset, &mut buf);
+                buf
+            },
+        )
     }
 
     /// The slice list of chunk `idx`: cached while fresh, else read (and cached).
@@ -71,10 +85,15 @@ impl OpenFile {
 
     fn reread_slices(&self, vfs: &Vfs, idx: ChunkIndex) -> Result<Arc<Vec<SliceRef>>> {
         let now = vfs.now_ns();
+        let seen = self.changes();
         let s = Arc::new(vfs.meta.read_chunk(self.ino(), idx)?);
         if vfs.config.meta_cache.attr > 0 {
             let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-            chunks.insert(idx, (s.clone(), now));
+            // A commit of this client since the read may have made it stale: then it
+            // is used for this read (which `consistent` retries) but not kept.
+            if self.changes() == seen {
+                chunks.insert(idx, (s.clone(), now));
+            }
         }
         Ok(s)
     }

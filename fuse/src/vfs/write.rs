@@ -56,7 +56,7 @@ impl PendingSlice {
 
 impl FileState {
     /// The file is at least this long with what this client has not committed yet.
-    fn end(&self) -> u64 {
+    pub(super) fn end(&self) -> u64 {
         let pending = self.pending.iter().map(|p| p.file_range().1).max();
         self.buffer.end().max(pending.unwrap_or(0))
     }
@@ -86,10 +86,39 @@ impl FileState {
     }
 }
 
+/// Optimistic tries of [`OpenFile::consistent`] before it holds commits off.
+const OPTIMISTIC_READS: usize = 4;
+
 impl OpenFile {
-    /// Shows uncommitted length and mtime on top of committed attributes.
-    pub(super) fn overlay_attr(&self, attr: &mut Attr) {
+    /// Runs `read` (of committed state: attributes, slice lists, block data) and then
+    /// `finish` with the uncommitted state, with no commit of this client in between.
+    /// Otherwise a read could see the old committed length and then find the new bytes
+    /// gone from the overlay (committed meanwhile): a file that was just written would
+    /// read as empty. Optimistic first: if a commit landed while `read` ran, it runs
+    /// again; after a few tries it runs with commits held off.
+    pub(super) fn consistent<T, R>(
+        &self,
+        mut read: impl FnMut() -> Result<T>,
+        finish: impl FnOnce(T, &FileState) -> R,
+    ) -> Result<R> {
+        for _ in 0..OPTIMISTIC_READS {
+            let seen = self.changes();
+            let got = read()?;
+            let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+            // Commits count themselves under the state's write lock: holding the read
+            // lock with an unchanged count, nothing was committed since `seen`.
+            if self.changes() == seen {
+                return Ok(finish(got, &st));
+            }
+        }
         let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let got = read()?;
+        Ok(finish(got, &st))
+    }
+
+    /// Shows uncommitted length and mtime on top of committed attributes (read
+    /// consistently with them by [`OpenFile::consistent`]).
+    pub(super) fn overlay_attr(st: &FileState, attr: &mut Attr) {
         if st.is_clean() {
             return;
         }
@@ -104,12 +133,6 @@ impl OpenFile {
             attr.mtime = attr.mtime.max(t);
             attr.ctime = attr.ctime.max(t);
         }
-    }
-
-    /// The length this client sees: committed `size`, or more with uncommitted bytes.
-    pub(super) fn visible_len(&self, committed: u64) -> u64 {
-        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
-        committed.max(st.end())
     }
 
     pub(super) fn write(&self, vfs: &Vfs, offset: u64, data: &[u8]) -> Result<u32> {
@@ -239,6 +262,8 @@ impl OpenFile {
         } else {
             vfs.meta.write_slice(ino, idx, slice, p.mtime)
         };
+        // Counted before the caches are forgotten (see `OpenFile::changed`).
+        self.changed();
         vfs.forget_attr(ino);
         self.forget_chunk(idx);
         let outcome = committed?;
