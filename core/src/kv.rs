@@ -26,8 +26,10 @@ pub trait Txn {
 
 /// A metadata engine. Transactions are serializable: the engine runs `f` against a
 /// consistent view and applies its writes atomically, or not at all if `f` fails.
-/// Engines must not run `f` twice for one call (closures may have side effects on
-/// the caller's state only through their result).
+/// An optimistic engine (the replicated one, `replica::OptimisticKv`) may run `f`
+/// again when what it read changed meanwhile; only the last run's result and writes
+/// count. So a closure must have no effect beyond its writes and its result (a value
+/// it hands out through a captured `Option` is overwritten by each run).
 pub trait Kv: Send + Sync {
     /// Runs a read-write transaction.
     fn txn(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()>;

@@ -27,6 +27,7 @@ use ferrofs_core::chunk::{blocks_of_slice, decode_slices};
 use ferrofs_core::format::{Format, MIN_BLOCK_SIZE};
 use ferrofs_core::kv::{Kv, MemKv};
 use ferrofs_core::meta::{keys, Meta};
+use ferrofs_core::replica::{LocalReplica, OptimisticKv};
 use ferrofs_core::{Attr, Ctx, Errno, FileType, Ino, RenameFlags, SetAttr, Timespec};
 use ferrofs_s3_backend::{MemStore, ObjectStore};
 use std::collections::BTreeSet;
@@ -52,7 +53,10 @@ enum Slot {
 /// The ferrofs client library as a [`Target`].
 pub struct VfsTarget {
     name: String,
+    /// The engine's state (of the one replica, when replicated).
     kv: Arc<MemKv>,
+    /// What clients use: `kv` itself, or the optimistic client of a replica over it.
+    engine: Arc<dyn Kv>,
     store: Arc<MemStore>,
     clock: Clock,
     vfs: Vfs,
@@ -87,6 +91,21 @@ impl VfsTarget {
     /// by root, like the model's.
     pub fn new() -> VfsTarget {
         let kv = Arc::new(MemKv::new());
+        Self::over(kv.clone(), kv)
+    }
+
+    /// The same over the replicated engine's client (`OptimisticKv`) and one in-process
+    /// replica: every transaction runs optimistically and is applied as a command.
+    pub fn replicated() -> VfsTarget {
+        let kv = Arc::new(MemKv::new());
+        let replica = LocalReplica::new(kv.clone());
+        let engine = Arc::new(OptimisticKv::new(replica, 1, 0));
+        let mut t = Self::over(kv, engine);
+        t.name = "vfs over the replicated engine".into();
+        t
+    }
+
+    fn over(kv: Arc<MemKv>, engine: Arc<dyn Kv>) -> VfsTarget {
         let store = Arc::new(MemStore::new());
         let tick = Arc::new(AtomicI64::new(1_700_000_000_000));
         // A fake clock that moves 1 ms per reading: times are never compared, but every
@@ -98,8 +117,8 @@ impl VfsTarget {
         let mut format = Format::new("model-tests", "00000000-0000-0000-0000-000000000000");
         format.storage = "memory".into();
         format.block_size = MIN_BLOCK_SIZE;
-        Meta::format(&*kv, &format, false, clock()).expect("format");
-        let vfs = Self::client(&kv, &store, &clock);
+        Meta::format(&*engine, &format, false, clock()).expect("format");
+        let vfs = Self::client(&engine, &store, &clock);
         let set = SetAttr {
             mode: Some(0o777),
             uid: Some(0),
@@ -111,6 +130,7 @@ impl VfsTarget {
         VfsTarget {
             name: "vfs".into(),
             kv,
+            engine,
             store,
             clock,
             vfs,
@@ -120,9 +140,8 @@ impl VfsTarget {
 
     /// A client as a mount makes one: load the volume, clean up files left open by an
     /// earlier client, register a session.
-    fn client(kv: &Arc<MemKv>, store: &Arc<MemStore>, clock: &Clock) -> Vfs {
-        let kv_dyn: Arc<dyn Kv> = kv.clone();
-        let meta = Meta::load(kv_dyn).expect("load volume");
+    fn client(engine: &Arc<dyn Kv>, store: &Arc<MemStore>, clock: &Clock) -> Vfs {
+        let meta = Meta::load(engine.clone()).expect("load volume");
         meta.cleanup_orphans().expect("cleanup of orphans");
         meta.new_session("{\"model-tests\":true}").expect("session");
         let store_dyn: Arc<dyn ObjectStore> = store.clone();
@@ -311,7 +330,7 @@ impl VfsTarget {
         self.vfs.collect_garbage(100_000)?;
         if self.slots.iter().all(|s| s.is_none()) {
             self.vfs.shutdown()?;
-            self.vfs = Self::client(&self.kv, &self.store, &self.clock);
+            self.vfs = Self::client(&self.engine, &self.store, &self.clock);
         }
         Ok(Value::Done)
     }

@@ -36,6 +36,28 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// The same metadata code over the replicated engine's optimistic client: each
+    /// transaction's reads recorded and checked, its writes applied as one command.
+    #[test]
+    fn core_over_the_replicated_engine_agrees_with_model(seq in ops(50)) {
+        let mut model = ModelTarget::new(ModelConfig::default());
+        let mut vfs = VfsTarget::replicated();
+        if let Err(m) = run_and_compare(&seq, &mut model, &mut vfs) {
+            prop_assert!(false, "{}", m.report);
+        }
+        vfs.close_all();
+        let problems = vfs.check_storage();
+        prop_assert!(problems.is_empty(), "storage invariants after closing everything:\n  {}", problems.join("\n  "));
+    }
+}
+
 fn create(vfs: &mut VfsTarget, path: &[&'static str]) {
     let flags = OpenFlags {
         access: Access::Write,

@@ -1,0 +1,248 @@
+//! Applying a command on a replica: deterministic, so every replica that applies the
+//! same log ends in the same state and gives the same answers.
+//!
+//! Request records live in the replica's engine beside the metadata, so they are in
+//! its snapshots and survive its restarts:
+//!
+//! ```text
+//! R client(8)          → floor u64: requests of this client below it are answered
+//! R client(8) seq(8)   → outcome u8 of that request
+//! ```
+
+use super::command::{digest_pairs, digest_value, Command, Outcome, ReadCheck, RequestId};
+use crate::errno::{Errno, Result};
+use crate::kv::{self, Kv, Txn};
+
+/// First byte of the engine's own keys; a client's command may not write them.
+pub const REQUEST_PREFIX: u8 = b'R';
+
+/// Records older than the floor are deleted this many at a time per command.
+const CLEANUP_PAGE: usize = 1024;
+
+/// Key of a request's outcome record.
+pub fn request_key(id: RequestId) -> Vec<u8> {
+    let mut k = floor_key(id.client);
+    k.extend_from_slice(&id.seq.to_be_bytes());
+    k
+}
+
+fn floor_key(client: u64) -> Vec<u8> {
+    let mut k = vec![REQUEST_PREFIX];
+    k.extend_from_slice(&client.to_be_bytes());
+    k
+}
+
+fn read_u64(t: &mut dyn Txn, key: &[u8]) -> Result<u64> {
+    match t.get(key)? {
+        None => Ok(0),
+        Some(v) => Ok(u64::from_be_bytes(
+            v.as_slice().try_into().map_err(|_| Errno::EIO)?,
+        )),
+    }
+}
+
+/// Whether every read of `reads` still returns what it returned to the client.
+pub fn reads_hold(t: &mut dyn Txn, reads: &[ReadCheck]) -> Result<bool> {
+    for r in reads {
+        let holds = match r {
+            ReadCheck::Get { key, digest } => t.get(key)?.map(|v| digest_value(&v)) == *digest,
+            ReadCheck::Scan {
+                start,
+                end,
+                limit,
+                digest,
+            } => digest_pairs(&t.scan(start, end, *limit as usize)?) == *digest,
+        };
+        if !holds {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Applies `cmd` to a replica's engine in one transaction and returns its outcome.
+///
+/// - A request already recorded returns its recorded outcome and writes nothing.
+/// - A request below the client's floor (answered, its record dropped) is [`Outcome::Stale`].
+/// - A command that writes the engine's own keys is [`Outcome::Invalid`].
+/// - Otherwise its reads are checked: if all hold, its writes are applied
+///   ([`Outcome::Applied`]); if not, nothing is ([`Outcome::Conflict`]).
+///
+/// The outcome is recorded (except for stale requests), and the client's records below
+/// `done_below` are dropped.
+pub fn apply(engine: &dyn Kv, cmd: &Command) -> Result<Outcome> {
+    kv::txn(engine, |t| {
+        let rec = request_key(cmd.id);
+        if let Some(v) = t.get(&rec)? {
+            return v
+                .first()
+                .and_then(|c| Outcome::from_code(*c))
+                .ok_or(Errno::EIO);
+        }
+        let floor_k = floor_key(cmd.id.client);
+        let floor = read_u64(t, &floor_k)?;
+        if cmd.id.seq < floor {
+            return Ok(Outcome::Stale);
+        }
+        let outcome = if cmd
+            .writes
+            .keys()
+            .any(|k| k.first() == Some(&REQUEST_PREFIX))
+        {
+            Outcome::Invalid
+        } else if reads_hold(t, &cmd.reads)? {
+            for (k, w) in &cmd.writes {
+                match w {
+                    Some(v) => t.set(k, v),
+                    None => t.delete(k),
+                }
+            }
+            Outcome::Applied
+        } else {
+            Outcome::Conflict
+        };
+        t.set(&rec, &[outcome.code()]);
+        if cmd.done_below > floor {
+            drop_records(t, cmd.id.client, floor, cmd.done_below)?;
+            t.set(&floor_k, &cmd.done_below.to_be_bytes());
+        }
+        Ok(outcome)
+    })
+}
+
+/// Deletes the records of `client`'s requests in `[from, below)`.
+fn drop_records(t: &mut dyn Txn, client: u64, from: u64, below: u64) -> Result<()> {
+    let start = request_key(RequestId { client, seq: from });
+    let end = request_key(RequestId { client, seq: below });
+    loop {
+        let page = t.scan(&start, &end, CLEANUP_PAGE)?;
+        for (k, _) in &page {
+            t.delete(k);
+        }
+        if page.len() < CLEANUP_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{MemKv, WriteSet};
+
+    fn set(key: &[u8], value: &[u8]) -> WriteSet {
+        let mut w = WriteSet::new();
+        w.insert(key.to_vec(), Some(value.to_vec()));
+        w
+    }
+
+    fn cmd(seq: u64, done_below: u64, reads: Vec<ReadCheck>, writes: WriteSet) -> Command {
+        Command {
+            id: RequestId { client: 5, seq },
+            done_below,
+            reads,
+            writes,
+        }
+    }
+
+    fn get(kv: &MemKv, key: &[u8]) -> Option<Vec<u8>> {
+        kv::read(kv, |t| t.get(key)).unwrap()
+    }
+
+    #[test]
+    fn applies_when_reads_hold_and_conflicts_when_not() {
+        let kv = MemKv::new();
+        let absent = ReadCheck::Get {
+            key: b"k".to_vec(),
+            digest: None,
+        };
+        let c1 = cmd(1, 0, vec![absent.clone()], set(b"k", b"1"));
+        assert_eq!(apply(&kv, &c1), Ok(Outcome::Applied));
+        // The same read again is now stale: k exists.
+        let c2 = cmd(2, 0, vec![absent], set(b"k", b"2"));
+        assert_eq!(apply(&kv, &c2), Ok(Outcome::Conflict));
+        assert_eq!(get(&kv, b"k"), Some(b"1".to_vec()));
+        let holds = ReadCheck::Get {
+            key: b"k".to_vec(),
+            digest: Some(digest_value(b"1")),
+        };
+        let c3 = cmd(3, 0, vec![holds], set(b"k", b"3"));
+        assert_eq!(apply(&kv, &c3), Ok(Outcome::Applied));
+        assert_eq!(get(&kv, b"k"), Some(b"3".to_vec()));
+    }
+
+    #[test]
+    fn a_duplicate_applies_once_and_gets_the_first_answer() {
+        let kv = MemKv::new();
+        // An increment that read k = 0 (absent).
+        let inc = cmd(
+            1,
+            0,
+            vec![ReadCheck::Get {
+                key: b"k".to_vec(),
+                digest: None,
+            }],
+            set(b"k", b"1"),
+        );
+        assert_eq!(apply(&kv, &inc), Ok(Outcome::Applied));
+        // Delivered again (a retry after a lost answer): the recorded outcome, and k
+        // was not written twice (a second apply would have conflicted anyway; a blind
+        // write shows it better).
+        let blind = cmd(1, 0, vec![], set(b"k", b"other"));
+        assert_eq!(apply(&kv, &blind), Ok(Outcome::Applied));
+        assert_eq!(get(&kv, b"k"), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn answered_requests_are_forgotten_and_refused_after() {
+        let kv = MemKv::new();
+        for seq in 1..=3 {
+            assert_eq!(
+                apply(&kv, &cmd(seq, 0, vec![], set(b"a", &[seq as u8]))),
+                Ok(Outcome::Applied)
+            );
+        }
+        // Request 4 says 1..3 are answered.
+        assert_eq!(
+            apply(&kv, &cmd(4, 4, vec![], set(b"a", b"4"))),
+            Ok(Outcome::Applied)
+        );
+        let records = kv
+            .dump()
+            .into_iter()
+            .filter(|(k, _)| k.first() == Some(&REQUEST_PREFIX))
+            .count();
+        assert_eq!(records, 2, "the floor and request 4's record");
+        // A stray copy of request 2: refused, nothing written.
+        assert_eq!(
+            apply(&kv, &cmd(2, 0, vec![], set(b"a", b"2"))),
+            Ok(Outcome::Stale)
+        );
+        assert_eq!(get(&kv, b"a"), Some(b"4".to_vec()));
+    }
+
+    #[test]
+    fn scans_catch_phantoms_and_engine_keys_are_refused() {
+        let kv = MemKv::new();
+        let empty_dir = ReadCheck::Scan {
+            start: b"d/".to_vec(),
+            end: b"d0".to_vec(),
+            limit: 1,
+            digest: digest_pairs(&[]),
+        };
+        assert_eq!(
+            apply(&kv, &cmd(1, 0, vec![], set(b"d/x", b""))),
+            Ok(Outcome::Applied)
+        );
+        // "rmdir if empty" decided on an empty scan: a name appeared since.
+        let mut rm = WriteSet::new();
+        rm.insert(b"d".to_vec(), None);
+        assert_eq!(
+            apply(&kv, &cmd(2, 0, vec![empty_dir], rm)),
+            Ok(Outcome::Conflict)
+        );
+        let mut evil = WriteSet::new();
+        evil.insert(request_key(RequestId { client: 9, seq: 1 }), Some(vec![1]));
+        assert_eq!(apply(&kv, &cmd(3, 0, vec![], evil)), Ok(Outcome::Invalid));
+    }
+}

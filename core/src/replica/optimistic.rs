@@ -1,0 +1,216 @@
+//! The client side of the replicated engine: the core's [`Kv`] interface over a remote
+//! engine, by optimistic concurrency.
+//!
+//! A transaction runs against the remote read view, each read recorded with a digest of
+//! what it returned; its writes are buffered. Then:
+//! - with writes, it is sent as one [`Command`] to be ordered and applied; on
+//!   [`Outcome::Conflict`] (something it read has changed) it runs again, as a new
+//!   request;
+//! - without writes, its reads are checked together ([`Remote::check`]) if there are
+//!   several — reads one at a time need not be of one moment — and it runs again if
+//!   they no longer hold;
+//! - an error decided on several reads is returned only once the same check passes, so
+//!   a torn view never becomes an answer.
+//!
+//! Request ids are `(client, seq)`; every command says below which seq this client has
+//! all its answers, so replicas keep few records.
+
+use super::command::{digest_pairs, digest_value, Command, Outcome, ReadCheck, RequestId};
+use crate::errno::{Errno, Result};
+use crate::kv::{BufferedTxn, Kv, KvPair, ReadView, Txn};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+/// Runs of one transaction before the client gives up (each lost to another client's
+/// commit, so the volume as a whole made progress meanwhile).
+pub const MAX_ATTEMPTS: usize = 64;
+
+/// What a client needs of the replicated engine (the shells: an RPC client, or the
+/// simulator's network).
+pub trait Remote: Send + Sync {
+    /// A linearizable read of one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// A linearizable range read.
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>>;
+    /// Whether all of `reads` hold at one linearizable moment.
+    fn check(&self, reads: &[ReadCheck]) -> Result<bool>;
+    /// Orders and applies `cmd`, and returns its outcome. If an answer is lost, the
+    /// remote sends the same command (same id) again: replicas apply it once.
+    fn commit(&self, cmd: &Command) -> Result<Outcome>;
+}
+
+/// Records what a transaction read through it.
+struct RecordingView<'a, R: Remote + ?Sized> {
+    remote: &'a R,
+    reads: Mutex<Vec<ReadCheck>>,
+}
+
+impl<R: Remote + ?Sized> RecordingView<'_, R> {
+    fn record(&self, r: ReadCheck) {
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    }
+
+    fn into_reads(self) -> Vec<ReadCheck> {
+        self.reads.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<R: Remote + ?Sized> ReadView for RecordingView<'_, R> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let v = self.remote.get(key)?;
+        self.record(ReadCheck::Get {
+            key: key.to_vec(),
+            digest: v.as_deref().map(digest_value),
+        });
+        Ok(v)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>> {
+        let limit32 = limit.min(u32::MAX as usize) as u32;
+        let pairs = self.remote.scan(start, end, limit32 as usize)?;
+        self.record(ReadCheck::Scan {
+            start: start.to_vec(),
+            end: end.to_vec(),
+            limit: limit32,
+            digest: digest_pairs(&pairs),
+        });
+        Ok(pairs)
+    }
+}
+
+#[derive(Default)]
+struct Seqs {
+    next: u64,
+    /// Requests sent and not answered yet.
+    in_flight: BTreeSet<u64>,
+}
+
+/// The [`Kv`] interface over a [`Remote`] replicated engine, for client `client` (an id
+/// no other live client uses: the engine hands them out with sessions).
+pub struct OptimisticKv<R: Remote> {
+    remote: R,
+    client: u64,
+    seqs: Mutex<Seqs>,
+}
+
+impl<R: Remote> OptimisticKv<R> {
+    /// `first_seq`: above every seq this client id used before (0 for a new id).
+    pub fn new(remote: R, client: u64, first_seq: u64) -> Self {
+        OptimisticKv {
+            remote,
+            client,
+            seqs: Mutex::new(Seqs {
+                next: first_seq.max(1),
+                in_flight: BTreeSet::new(),
+            }),
+        }
+    }
+
+    pub fn remote(&self) -> &R {
+        &self.remote
+    }
+
+    fn seqs(&self) -> std::sync::MutexGuard<'_, Seqs> {
+        self.seqs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new request id, and the seq below which every request is answered.
+    fn begin(&self) -> (RequestId, u64) {
+        let mut s = self.seqs();
+        let seq = s.next;
+        s.next += 1;
+        s.in_flight.insert(seq);
+        let done_below = *s.in_flight.first().unwrap_or(&seq);
+        (
+            RequestId {
+                client: self.client,
+                seq,
+            },
+            done_below,
+        )
+    }
+
+    fn end(&self, id: RequestId) {
+        self.seqs().in_flight.remove(&id.seq);
+    }
+
+    /// Sends one transaction's command; `None`: run the transaction again.
+    fn commit(&self, reads: Vec<ReadCheck>, writes: crate::kv::WriteSet) -> Result<Option<()>> {
+        let (id, done_below) = self.begin();
+        let cmd = Command {
+            id,
+            done_below,
+            reads,
+            writes,
+        };
+        let r = self.remote.commit(&cmd);
+        // Even a failed commit is over for this client: it is never sent again (the
+        // transaction runs again as a new request, or fails).
+        self.end(id);
+        match r? {
+            Outcome::Applied => Ok(Some(())),
+            Outcome::Conflict => Ok(None),
+            // Neither can happen to a well-formed first answer: say so loudly.
+            Outcome::Stale | Outcome::Invalid => Err(Errno::EIO),
+        }
+    }
+
+    /// Whether a run's reads were of one moment (trivially so for one read).
+    fn consistent(&self, reads: &[ReadCheck]) -> Result<bool> {
+        if reads.len() <= 1 {
+            return Ok(true);
+        }
+        self.remote.check(reads)
+    }
+
+    fn run(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>, read_only: bool) -> Result<()> {
+        for _ in 0..MAX_ATTEMPTS {
+            let view = RecordingView {
+                remote: &self.remote,
+                reads: Mutex::new(Vec::new()),
+            };
+            let (result, writes) = {
+                let mut t = BufferedTxn::new(&view);
+                let result = f(&mut t);
+                (result, t.into_writes())
+            };
+            let reads = view.into_reads();
+            match result {
+                Err(e) => {
+                    if self.consistent(&reads)? {
+                        return Err(e);
+                    }
+                }
+                Ok(()) if read_only || writes.is_empty() => {
+                    if self.consistent(&reads)? {
+                        return Ok(());
+                    }
+                }
+                Ok(()) => {
+                    if self.commit(reads, writes)?.is_some() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Err(Errno::EIO)
+    }
+}
+
+impl<R: Remote> Kv for OptimisticKv<R> {
+    fn txn(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
+        self.run(f, false)
+    }
+
+    fn read(&self, f: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
+        self.run(f, true)
+    }
+
+    /// A command is durable on a majority of replicas when it is answered.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
