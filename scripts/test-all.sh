@@ -47,5 +47,8 @@ FERROFS_MOUNT_ARGS="${FERROFS_MOUNT_ARGS:---attr-cache 0 --entry-cache 0 --dir-e
 echo "== simulation: a time-boxed batch of fresh seeds (a failure prints the replay command)"
 cargo run -p sim --locked -- --time-limit "${SIM_TIME_LIMIT:-120s}"
 
+echo "== simulation of the replicated engine's Raft layer: fresh seeds, time-boxed"
+cargo run -p sim --locked -- --raft --time-limit "${RAFT_SIM_TIME_LIMIT:-30s}"
+
 echo "== pjdfstest"
 ./scripts/pjdfstest.sh

@@ -28,6 +28,9 @@
 //!   talking over sockets: turmoil runs real tokio inside simulated hosts with
 //!   partitions, loss, crash/bounce, and (with `unstable-fs`) a crash-consistency disk.
 //!   Their clients will still be driven through the same sync traits from here.
+//! - **The replicated engine's Raft layer needs neither**: raft-rs's `RawNode` is sans-IO,
+//!   so [`raft_cluster`] holds every message itself and decides its fate, with real
+//!   replicas (`ferrofs_meta::raft::Replica`) and crashes that drop unsynced log tails.
 //! - **madsim is not used.** It needs the whole workspace built a second time with
 //!   `--cfg madsim` (and sled, the AWS SDK and anything on real tokio do not run inside
 //!   it); while the shells are synchronous that second build would simulate nothing the
@@ -58,6 +61,7 @@ pub mod namespace;
 pub mod oracle;
 pub mod pattern;
 pub mod plant;
+pub mod raft_cluster;
 pub mod rng;
 pub mod run;
 pub mod scheduler;

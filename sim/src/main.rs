@@ -5,6 +5,7 @@
 //! cargo run -p sim --release -- --time-limit 180s          # fresh seeds, time-boxed (CI)
 //! cargo run -p sim -- --seeds 42..43 --trace               # replay one seed, every event
 //! cargo run -p sim -- --plant lying-fsync --seeds 0..200   # does the simulator bite?
+//! cargo run -p sim --release -- --raft --time-limit 30s    # the Raft layer (sim::raft_cluster)
 //! ```
 //!
 //! Seeds run in parallel (`--jobs`); each run is deterministic on its own. The first
@@ -58,6 +59,14 @@ struct Args {
     /// Print one line per seed (trace hash, events, virtual time, leaks).
     #[arg(long, short)]
     verbose: bool,
+    /// Run the replicated engine's Raft layer instead (`sim::raft_cluster`): replicas,
+    /// a lossy partitioned network, crashes; `--clients` clients; `--plant
+    /// ack-before-sync` plants its bug.
+    #[arg(long)]
+    raft: bool,
+    /// Replicas in a `--raft` run.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -208,7 +217,92 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--raft`: seeds of `sim::raft_cluster`, one after another (each takes milliseconds).
+fn run_raft(args: &Args) -> Result<ExitCode, String> {
+    use sim::raft_cluster::{run, RaftPlant, RaftRunConfig};
+    let plant = match args.plant.as_deref() {
+        None => None,
+        Some(p) => Some(
+            RaftPlant::parse(p)
+                .ok_or_else(|| format!("unknown --raft plant '{p}': use ack-before-sync"))?,
+        ),
+    };
+    if !(1..=9).contains(&args.replicas) {
+        return Err("--replicas must be 1 to 9".into());
+    }
+    let limit = args.time_limit.as_deref().map(parse_duration).transpose()?;
+    let (first, end) = match &args.seeds {
+        Some(s) => parse_seeds(s)?,
+        None => {
+            let a = fresh_seed();
+            (a, a + if limit.is_some() { u64::MAX / 4 } else { 100 })
+        }
+    };
+    let faults = args.faults != "none";
+    println!(
+        "sim --raft: seeds {first}..{} · {} replicas · {} clients · faults {}",
+        if end - first > 1 << 40 {
+            "(time-boxed)".to_string()
+        } else {
+            end.to_string()
+        },
+        args.replicas,
+        args.clients,
+        if faults { "on" } else { "off" }
+    );
+    let started = Instant::now();
+    let (mut runs, mut acked, mut crashes, mut partitions, mut terms) = (0u64, 0, 0, 0, 0);
+    for seed in first..end {
+        if limit.is_some_and(|l| started.elapsed() >= l) {
+            break;
+        }
+        let r = run(RaftRunConfig {
+            replicas: args.replicas,
+            clients: args.clients,
+            faults,
+            plant,
+            ..RaftRunConfig::new(seed)
+        });
+        runs += 1;
+        acked += r.acked;
+        crashes += r.crashes;
+        partitions += r.partitions;
+        terms += r.terms;
+        if args.verbose {
+            println!(
+                "seed {seed}: hash {:016x} acked {} conflicts {} resends {} terms {} crashes {} partitions {}",
+                r.trace_hash, r.acked, r.conflicts, r.resends, r.terms, r.crashes, r.partitions
+            );
+        }
+        if !r.passed() {
+            println!("FAILED seed {seed}:");
+            for v in &r.violations {
+                println!("  {v}");
+            }
+            let mut replay = format!(
+                "cargo run -p sim -- --raft --seeds {seed}..{} --replicas {} --clients {}",
+                seed + 1,
+                args.replicas,
+                args.clients
+            );
+            if let Some(p) = &args.plant {
+                replay.push_str(&format!(" --plant {p}"));
+            }
+            println!("replay: {replay}");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    println!(
+        "{runs} seeds passed in {:.1}s: {acked} increments acknowledged, {terms} leader terms, {crashes} crashes, {partitions} partitions",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(args: Args) -> Result<ExitCode, String> {
+    if args.raft {
+        return run_raft(&args);
+    }
     let faults = FaultSet::parse(&args.faults)?;
     let plant = args.plant.as_deref().map(Plant::parse).transpose()?;
     let limit = args.time_limit.as_deref().map(parse_duration).transpose()?;

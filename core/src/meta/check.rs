@@ -194,7 +194,7 @@ impl Checker {
             // A staged (writeback) slice not uploaded yet: no invariant beyond its form.
             Some(b'W') if k.len() == 9 && v.is_empty() => {}
             // The replicated engine's request records (`replica::apply`).
-            Some(b'R') if (k.len() == 9 && v.len() == 8) || (k.len() == 17 && v.len() == 1) => {}
+            Some(b'R') if matches!((k.len(), v.len()), (1, 8) | (9, 8) | (17, 1)) => {}
             _ => self.bad("key", format!("unknown key {}", show(k))),
         }
     }

@@ -5,9 +5,13 @@
 //! its snapshots and survive its restarts:
 //!
 //! ```text
+//! R                    → u64: the last log index applied (Raft replicas)
 //! R client(8)          → floor u64: requests of this client below it are answered
 //! R client(8) seq(8)   → outcome u8 of that request
 //! ```
+//!
+//! A replica applies a log entry and notes its index in one transaction, so after a
+//! crash it resumes exactly after the last entry its engine holds.
 
 use super::command::{digest_pairs, digest_value, Command, Outcome, ReadCheck, RequestId};
 use crate::errno::{Errno, Result};
@@ -71,18 +75,61 @@ pub fn reads_hold(t: &mut dyn Txn, reads: &[ReadCheck]) -> Result<bool> {
 /// The outcome is recorded (except for stale requests), and the client's records below
 /// `done_below` are dropped.
 pub fn apply(engine: &dyn Kv, cmd: &Command) -> Result<Outcome> {
+    kv::txn(engine, |t| apply_in(t, cmd)).map(|a| a.outcome)
+}
+
+/// What applying a command answered, and whether it was a recorded answer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Answer {
+    pub outcome: Outcome,
+    /// The request had been applied before (it was delivered or proposed twice): this
+    /// is the first answer again, and nothing was written.
+    pub repeated: bool,
+}
+
+/// [`apply`] of the log entry at `index`, noting it as applied in the same transaction.
+pub fn apply_entry(engine: &dyn Kv, cmd: &Command, index: u64) -> Result<Answer> {
     kv::txn(engine, |t| {
+        let a = apply_in(t, cmd)?;
+        t.set(&[REQUEST_PREFIX], &index.to_be_bytes());
+        Ok(a)
+    })
+}
+
+/// Notes a log entry that changes no metadata (a new leader's empty entry, a
+/// membership change, an undecodable command) as applied.
+pub fn mark_applied(engine: &dyn Kv, index: u64) -> Result<()> {
+    kv::txn(engine, |t| {
+        t.set(&[REQUEST_PREFIX], &index.to_be_bytes());
+        Ok(())
+    })
+}
+
+/// The last log index applied to `engine` (0: none).
+pub fn applied_index(engine: &dyn Kv) -> Result<u64> {
+    kv::read(engine, |t| read_u64(t, &[REQUEST_PREFIX]))
+}
+
+fn apply_in(t: &mut dyn Txn, cmd: &Command) -> Result<Answer> {
+    {
         let rec = request_key(cmd.id);
         if let Some(v) = t.get(&rec)? {
-            return v
+            let outcome = v
                 .first()
                 .and_then(|c| Outcome::from_code(*c))
-                .ok_or(Errno::EIO);
+                .ok_or(Errno::EIO)?;
+            return Ok(Answer {
+                outcome,
+                repeated: true,
+            });
         }
         let floor_k = floor_key(cmd.id.client);
         let floor = read_u64(t, &floor_k)?;
         if cmd.id.seq < floor {
-            return Ok(Outcome::Stale);
+            return Ok(Answer {
+                outcome: Outcome::Stale,
+                repeated: true,
+            });
         }
         let outcome = if cmd
             .writes
@@ -106,8 +153,11 @@ pub fn apply(engine: &dyn Kv, cmd: &Command) -> Result<Outcome> {
             drop_records(t, cmd.id.client, floor, cmd.done_below)?;
             t.set(&floor_k, &cmd.done_below.to_be_bytes());
         }
-        Ok(outcome)
-    })
+        Ok(Answer {
+            outcome,
+            repeated: false,
+        })
+    }
 }
 
 /// Deletes the records of `client`'s requests in `[from, below)`.

@@ -16,7 +16,7 @@ pub mod command;
 pub mod local;
 pub mod optimistic;
 
-pub use apply::{apply, request_key, REQUEST_PREFIX};
+pub use apply::{applied_index, apply, apply_entry, mark_applied, request_key, REQUEST_PREFIX};
 pub use command::{Command, DecodeError, Digest, Outcome, ReadCheck, RequestId};
 pub use local::LocalReplica;
 pub use optimistic::{OptimisticKv, Remote};

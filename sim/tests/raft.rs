@@ -1,0 +1,81 @@
+//! The Raft layer of the replicated engine under the simulator: real replicas, a
+//! simulated network and crashes (`sim::raft_cluster`).
+
+use sim::raft_cluster::{run, RaftPlant, RaftRunConfig};
+
+#[test]
+fn a_sound_cluster_passes_seeds_with_faults() {
+    let mut acked = 0;
+    for seed in 0..12 {
+        let r = run(RaftRunConfig::new(seed));
+        assert!(r.passed(), "seed {seed}: {:#?}", r);
+        assert!(
+            r.crashes > 0 && r.partitions > 0 && r.dropped > 0,
+            "seed {seed}: faults did not fire: {r:?}"
+        );
+        acked += r.acked;
+    }
+    assert!(acked > 100, "too little work got done: {acked} increments");
+}
+
+#[test]
+fn five_replicas_pass_too() {
+    for seed in 100..104 {
+        let r = run(RaftRunConfig {
+            replicas: 5,
+            ..RaftRunConfig::new(seed)
+        });
+        assert!(r.passed(), "seed {seed}: {r:#?}");
+    }
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let a = run(RaftRunConfig::new(7));
+    let b = run(RaftRunConfig::new(7));
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.acked, b.acked);
+}
+
+#[test]
+fn planted_ack_before_sync_is_caught() {
+    let caught = (0..40).find(|&seed| {
+        !run(RaftRunConfig {
+            plant: Some(RaftPlant::AckBeforeSync),
+            ..RaftRunConfig::new(seed)
+        })
+        .passed()
+    });
+    assert!(
+        caught.is_some(),
+        "40 seeds with acknowledgements before sync passed"
+    );
+}
+
+#[test]
+#[ignore]
+fn sweep() {
+    let n: u64 = std::env::var("SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let plant = std::env::var("PLANT")
+        .ok()
+        .and_then(|p| RaftPlant::parse(&p));
+    let mut failed = 0;
+    let mut acked = 0;
+    for seed in 0..n {
+        let r = run(RaftRunConfig {
+            plant,
+            ..RaftRunConfig::new(seed)
+        });
+        acked += r.acked;
+        if !r.passed() {
+            failed += 1;
+            if failed <= 3 {
+                eprintln!("seed {seed}: {:?}", r.violations);
+            }
+        }
+    }
+    eprintln!("{n} seeds, {failed} failed, {acked} acked");
+}
