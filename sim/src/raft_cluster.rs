@@ -19,10 +19,14 @@
 //!   every replica's state;
 //! - **exactly once**: the counter equals the number of increments applied, each
 //!   request applied at most once (resends included);
-//! - **liveness**: every client's last request was answered.
+//! - **liveness**: every client's last request was answered;
+//! - **linearizability** of what clients saw: their increments (compare-and-set) and
+//!   their reads (read index on the replica they ask, served once it has applied that
+//!   far) against a sequential counter ([`crate::checkers::linearizable`]).
 //!
 //! One `u64` seed determines the run; the trace hash proves it.
 
+use crate::checkers::linearizable::{self, Counter, CounterOp, CounterOut, Operation};
 use crate::rng::Rng;
 use crate::trace::Fnv;
 use ferrofs_core::kv::{self, Kv, MemKv, WriteSet};
@@ -43,12 +47,16 @@ const CLIENT_TIMEOUT: u64 = 400;
 pub enum RaftPlant {
     /// Replicas vote and acknowledge appends before their log is synced.
     AckBeforeSync,
+    /// Reads are answered from whatever the asked replica has applied, without a read
+    /// index (a deposed leader or a follower answers stale values).
+    StaleReads,
 }
 
 impl RaftPlant {
     pub fn parse(s: &str) -> Option<RaftPlant> {
         match s {
             "ack-before-sync" => Some(RaftPlant::AckBeforeSync),
+            "stale-reads" => Some(RaftPlant::StaleReads),
             _ => None,
         }
     }
@@ -86,6 +94,8 @@ pub struct RaftRunReport {
     pub trace_hash: u64,
     /// Increments clients were told were applied.
     pub acked: u64,
+    /// Linearizable reads answered.
+    pub reads: u64,
     pub conflicts: u64,
     /// Requests sent again (same id) after a timeout.
     pub resends: u64,
@@ -122,6 +132,18 @@ struct Client {
     idle_until: u64,
     /// Requests it was told were applied.
     acked: BTreeSet<RequestId>,
+    /// The history entry of its pending increment.
+    op: usize,
+    /// A read waiting for its answer.
+    reading: Option<PendingRead>,
+}
+
+#[derive(Clone, Copy)]
+struct PendingRead {
+    ctx: u64,
+    node: usize,
+    sent: u64,
+    op: usize,
 }
 
 struct InFlight {
@@ -148,6 +170,12 @@ struct World {
     applied_requests: BTreeMap<RequestId, u64>,
     trace: Fnv,
     report: RaftRunReport,
+    /// What clients called and saw, for the linearizability check.
+    history: Vec<Operation<CounterOp, CounterOut>>,
+    events: u64,
+    /// Read-index answers: (context, replica, index), served once it applied that far.
+    read_waits: Vec<(u64, usize, u64)>,
+    next_ctx: u64,
 }
 
 fn value_of(v: Option<Vec<u8>>) -> u64 {
@@ -186,6 +214,8 @@ impl World {
                 leader: 1 + i % cfg.replicas as u64,
                 idle_until: 0,
                 acked: BTreeSet::new(),
+                op: 0,
+                reading: None,
             })
             .collect();
         let faults = cfg.faults;
@@ -207,6 +237,10 @@ impl World {
             applied_at: BTreeMap::new(),
             applied_requests: BTreeMap::new(),
             trace: Fnv::default(),
+            history: Vec::new(),
+            events: 0,
+            read_waits: Vec::new(),
+            next_ctx: 1,
         };
         for i in 0..w.nodes.len() {
             w.start(i);
@@ -326,6 +360,10 @@ impl World {
                 for a in &out.applied {
                     self.on_applied(i, a);
                 }
+                for (ctx, index) in out.reads {
+                    let ctx = u64::from_be_bytes(ctx.try_into().unwrap_or([0; 8]));
+                    self.read_waits.push((ctx, i, index));
+                }
                 self.send(out.messages);
             }
             if !any {
@@ -402,12 +440,19 @@ impl World {
             if Some(cmd.id) != a.id || *to != node_id {
                 continue;
             }
+            self.events += 1;
+            let op = &mut self.history[c.op];
+            op.ret = Some(self.events);
             match a.outcome {
                 Outcome::Applied => {
                     c.acked.insert(cmd.id);
                     self.report.acked += 1;
+                    op.output = Some(CounterOut::Swapped(true));
                 }
-                Outcome::Conflict => self.report.conflicts += 1,
+                Outcome::Conflict => {
+                    self.report.conflicts += 1;
+                    op.output = Some(CounterOut::Swapped(false));
+                }
                 o => {
                     let msg = format!("client {} got {o:?} for its live request", c.id);
                     self.report.violations.push(msg);
@@ -441,11 +486,23 @@ impl World {
         }
     }
 
-    /// Clients that can act: send a new increment, or send again.
+    /// Clients that can act: send a new increment or read, or send again.
     fn clients_act(&mut self) {
         for c in 0..self.clients.len() {
             let now = self.now;
+            if let Some(r) = self.clients[c].reading {
+                if now >= r.sent + CLIENT_TIMEOUT {
+                    // No answer: the read is given up (it returned nothing, so it
+                    // constrains nothing) and the client goes on.
+                    self.clients[c].reading = None;
+                }
+                continue;
+            }
             if self.clients[c].idle_until > now {
+                continue;
+            }
+            if self.clients[c].pending.is_none() && self.rng.chance(0.3) {
+                self.start_read(c);
                 continue;
             }
             match self.clients[c].pending.clone() {
@@ -458,10 +515,19 @@ impl World {
                 Some(_) => {}
                 None => {
                     let to = self.pick_leader(c);
-                    let Some(cmd) = self.new_increment(c, to) else {
+                    let Some((cmd, from)) = self.new_increment(c, to) else {
                         self.clients[c].idle_until = now + 50;
                         continue;
                     };
+                    self.events += 1;
+                    self.clients[c].op = self.history.len();
+                    self.history.push(Operation {
+                        client: self.clients[c].id,
+                        call: self.events,
+                        ret: None,
+                        input: CounterOp::Cas { from },
+                        output: None,
+                    });
                     self.send_request(c, cmd, to);
                 }
             }
@@ -488,7 +554,7 @@ impl World {
 
     /// An increment as a client would build it: the counter read from replica `to`
     /// (its applied state), the write of that value plus one.
-    fn new_increment(&mut self, c: usize, to: u64) -> Option<Command> {
+    fn new_increment(&mut self, c: usize, to: u64) -> Option<(Command, u64)> {
         let r = self.nodes[to as usize - 1].replica.as_ref()?;
         if !r.is_leader() {
             return None;
@@ -506,7 +572,7 @@ impl World {
         client.next_seq += 1;
         let mut writes = WriteSet::new();
         writes.insert(COUNTER.to_vec(), Some((n + 1).to_be_bytes().to_vec()));
-        Some(Command {
+        let cmd = Command {
             id,
             // One request at a time: everything before this one is answered.
             done_below: id.seq,
@@ -515,7 +581,84 @@ impl World {
                 digest,
             }],
             writes,
-        })
+        };
+        Some((cmd, n))
+    }
+
+    /// A linearizable read: a read index from the replica the client asks, the value
+    /// once that replica has applied up to it.
+    fn start_read(&mut self, c: usize) {
+        let to = self.pick_leader(c) as usize - 1;
+        if self.nodes[to].replica.is_none() {
+            self.clients[c].idle_until = self.now + 50;
+            return;
+        }
+        self.events += 1;
+        let op = self.history.len();
+        self.history.push(Operation {
+            client: self.clients[c].id,
+            call: self.events,
+            ret: None,
+            input: CounterOp::Read,
+            output: None,
+        });
+        let ctx = self.next_ctx;
+        self.next_ctx += 1;
+        self.trace.u64(7).u64(ctx).u64(to as u64);
+        if self.cfg.plant == Some(RaftPlant::StaleReads) {
+            self.clients[c].reading = Some(PendingRead {
+                ctx,
+                node: to,
+                sent: self.now,
+                op,
+            });
+            self.answer_read(ctx, to);
+            return;
+        }
+        self.guarded(to, |r| r.read_index(ctx.to_be_bytes().to_vec()));
+        self.clients[c].reading = Some(PendingRead {
+            ctx,
+            node: to,
+            sent: self.now,
+            op,
+        });
+    }
+
+    /// Replica `node` answers read `ctx` from what it has applied.
+    fn answer_read(&mut self, ctx: u64, node: usize) {
+        let Some(c) = self
+            .clients
+            .iter()
+            .position(|c| c.reading.is_some_and(|r| r.ctx == ctx && r.node == node))
+        else {
+            return;
+        };
+        let Some(r) = self.nodes[node].replica.as_ref() else {
+            return;
+        };
+        let Ok(v) = kv::read(&**r.engine(), |t| t.get(COUNTER)) else {
+            return;
+        };
+        let read = self.clients[c].reading.take().expect("found above");
+        self.events += 1;
+        let op = &mut self.history[read.op];
+        op.ret = Some(self.events);
+        op.output = Some(CounterOut::Value(value_of(v)));
+        self.report.reads += 1;
+        self.clients[c].idle_until = self.now + 20 + self.rng.below(100);
+    }
+
+    /// Serves confirmed read indexes that their replica has applied up to.
+    fn serve_reads(&mut self) {
+        let waits = std::mem::take(&mut self.read_waits);
+        for (ctx, node, index) in waits {
+            match self.nodes[node].replica.as_ref().map(|r| r.applied()) {
+                Some(applied) if applied >= index => self.answer_read(ctx, node),
+                Some(_) => self.read_waits.push((ctx, node, index)),
+                // Down: the read is lost with it.
+                None => {}
+            }
+        }
     }
 
     fn send_request(&mut self, c: usize, cmd: Command, to: u64) {
@@ -591,6 +734,7 @@ impl World {
         self.check_leaders();
         self.clients_act();
         self.drain_ready();
+        self.serve_reads();
     }
 
     fn heal_and_check(&mut self) {
@@ -605,7 +749,12 @@ impl World {
         }
         // Let every client finish, then let the replicas catch up.
         let deadline = self.now + 20_000;
-        while self.now < deadline && self.clients.iter().any(|c| c.pending.is_some()) {
+        while self.now < deadline
+            && self
+                .clients
+                .iter()
+                .any(|c| c.pending.is_some() || c.reading.is_some())
+        {
             self.step();
         }
         for c in self.clients.iter_mut() {
@@ -667,6 +816,16 @@ impl World {
             self.violation(msg);
         }
         self.report.terms = self.leaders.len() as u64;
+        // Reads that never returned constrain nothing: leave them out of the search.
+        let history: Vec<_> = self
+            .history
+            .iter()
+            .filter(|o| o.ret.is_some() || !matches!(o.input, CounterOp::Read))
+            .cloned()
+            .collect();
+        if let Err(e) = linearizable::check(Counter(0), &history) {
+            self.violation(e);
+        }
     }
 }
 

@@ -5,10 +5,11 @@ use sim::raft_cluster::{run, RaftPlant, RaftRunConfig};
 
 #[test]
 fn a_sound_cluster_passes_seeds_with_faults() {
-    let mut acked = 0;
+    let (mut acked, mut reads) = (0, 0);
     for seed in 0..12 {
         let r = run(RaftRunConfig::new(seed));
         assert!(r.passed(), "seed {seed}: {:#?}", r);
+        reads += r.reads;
         assert!(
             r.crashes > 0 && r.partitions > 0 && r.dropped > 0,
             "seed {seed}: faults did not fire: {r:?}"
@@ -16,6 +17,7 @@ fn a_sound_cluster_passes_seeds_with_faults() {
         acked += r.acked;
     }
     assert!(acked > 100, "too little work got done: {acked} increments");
+    assert!(reads > 100, "too few linearizable reads: {reads}");
 }
 
 #[test]
@@ -50,6 +52,20 @@ fn planted_ack_before_sync_is_caught() {
         caught.is_some(),
         "40 seeds with acknowledgements before sync passed"
     );
+}
+
+#[test]
+fn planted_stale_reads_are_caught_by_the_linearizability_checker() {
+    let caught = (0..40).find_map(|seed| {
+        let r = run(RaftRunConfig {
+            plant: Some(RaftPlant::StaleReads),
+            ..RaftRunConfig::new(seed)
+        });
+        r.violations
+            .into_iter()
+            .find(|v| v.contains("not linearizable"))
+    });
+    assert!(caught.is_some(), "40 seeds with stale reads passed");
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! - [`meta_consistency`]: the metadata keyspace keeps the invariants of ARCHITECTURE.md;
 //! - [`objects`]: the object store and the metadata agree;
 //! - [`data`]: no data loss and no garbage, for every read a client makes;
-//! - [`cache`]: a client's block cache accounts for the files in its dirs.
+//! - [`cache`]: a client's block cache accounts for the files in its dirs;
+//! - [`linearizable`]: a history of operations on one object is linearizable (used by
+//!   the Raft simulation, `raft_cluster`).
 //!
 //! The first two look at the whole simulated world at once; the world runs them every
 //! few hundred yield points (any scheduling point is between transactions, since a
@@ -12,5 +14,6 @@
 
 pub mod cache;
 pub mod data;
+pub mod linearizable;
 pub mod meta_consistency;
 pub mod objects;
