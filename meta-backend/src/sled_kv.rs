@@ -72,6 +72,12 @@ impl SledKv {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The sled database, for other trees beside the metadata (a replica's Raft log:
+    /// one flush makes both durable).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
 }
 
 /// sled reports a held lock as a plain I/O error with this text (see its

@@ -9,7 +9,9 @@
 
 pub mod mem_log;
 pub mod replica;
+pub mod sled_log;
 
 pub use mem_log::MemLog;
 pub use raft::eraftpb::Message;
 pub use replica::{Applied, DurableLog, Output, Replica, ReplicaConfig, ReplicaError};
+pub use sled_log::SledLog;
