@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(thiserror::Error, Debug)]
 pub enum MetaError {
     /// The META-URL could not be understood.
-    #[error("bad META-URL '{url}': {reason}. Supported: sled:///path/to/dir (an embedded database directory)")]
+    #[error("bad META-URL '{url}': {reason}. Supported: sled:///path/to/dir (an embedded database directory), raft://host1:port,host2:port,host3:port (ferrofs meta-server replicas)")]
     BadUrl { url: String, reason: String },
 
     /// There is no metadata at the given place.
@@ -25,6 +25,10 @@ pub enum MetaError {
         #[source]
         source: sled::Error,
     },
+
+    /// No meta server answered as leader.
+    #[error("cannot reach the meta servers at {servers}: start them with `ferrofs meta-server` (a majority must be up), or check the META-URL")]
+    Unreachable { servers: String },
 
     /// A metadata operation failed.
     #[error("metadata operation failed: {0}")]

@@ -1,8 +1,10 @@
 //! META-URL parsing: which metadata engine a volume uses and where it lives.
 
 use crate::error::MetaError;
+use crate::raft::RaftClient;
 use crate::sled_kv::SledKv;
 use ferrofs_core::kv::Kv;
+use ferrofs_core::replica::{OptimisticKv, Remote};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,11 +14,13 @@ use std::sync::Arc;
 pub enum MetaUrl {
     /// `sled://PATH`: an embedded sled database in directory `PATH` (made absolute).
     Sled(PathBuf),
+    /// `raft://HOST:PORT,HOST:PORT,...`: a cluster of `ferrofs meta-server` replicas.
+    Raft(Vec<String>),
 }
 
 /// Schemes people are likely to try that ferrofs does not speak (yet).
 const LATER: &[&str] = &[
-    "raft", "redis", "rediss", "tikv", "etcd", "mysql", "postgres", "sqlite3",
+    "redis", "rediss", "tikv", "etcd", "mysql", "postgres", "sqlite3",
 ];
 
 impl MetaUrl {
@@ -40,6 +44,22 @@ impl MetaUrl {
                     .map_err(|e| bad(format!("cannot resolve path '{rest}': {e}")))?;
                 Ok(MetaUrl::Sled(path))
             }
+            "raft" => {
+                let addrs: Vec<String> = rest
+                    .trim_end_matches('/')
+                    .split(',')
+                    .map(|a| a.trim().to_string())
+                    .collect();
+                for a in &addrs {
+                    let ok = a
+                        .rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                    if !ok {
+                        return Err(bad(format!("'{a}' is not HOST:PORT")));
+                    }
+                }
+                Ok(MetaUrl::Raft(addrs))
+            }
             s if LATER.contains(&s) => Err(bad(format!("the {s}:// engine is not supported yet"))),
             s => Err(bad(format!("unknown scheme '{s}'"))),
         }
@@ -56,6 +76,7 @@ impl fmt::Display for MetaUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MetaUrl::Sled(p) => write!(f, "sled://{}", p.display()),
+            MetaUrl::Raft(a) => write!(f, "raft://{}", a.join(",")),
         }
     }
 }
@@ -64,7 +85,36 @@ impl fmt::Display for MetaUrl {
 pub fn open(url: &MetaUrl, create: bool) -> Result<Arc<dyn Kv>, MetaError> {
     match url {
         MetaUrl::Sled(dir) => Ok(Arc::new(SledKv::open_with(dir, create)?)),
+        MetaUrl::Raft(addrs) => open_raft(addrs),
     }
+}
+
+/// The optimistic client over a meta-server cluster, once a leader answered.
+fn open_raft(addrs: &[String]) -> Result<Arc<dyn Kv>, MetaError> {
+    let probe = RaftClient::new(addrs.to_vec()).patience(std::time::Duration::from_secs(15));
+    if probe.get(b"setting").is_err() {
+        return Err(MetaError::Unreachable {
+            servers: addrs.join(","),
+        });
+    }
+    // A client id no other client uses: 64 random bits (the replicas key exactly-once
+    // records by it).
+    let id = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        h.finish() | 1
+    };
+    Ok(Arc::new(OptimisticKv::new(
+        RaftClient::new(addrs.to_vec()),
+        id,
+        1,
+    )))
 }
 
 #[cfg(test)]
@@ -85,7 +135,9 @@ mod tests {
             MetaUrl::Sled("/var/lib/ferrofs".into())
         );
         let rel = MetaUrl::parse("sled://meta/db").unwrap();
-        let MetaUrl::Sled(p) = &rel;
+        let MetaUrl::Sled(p) = &rel else {
+            panic!("{rel:?}")
+        };
         assert!(p.is_absolute() && p.ends_with("meta/db"), "{p:?}");
         assert_eq!(rel.to_string(), format!("sled://{}", p.display()));
     }
@@ -95,7 +147,7 @@ mod tests {
         for (url, want) in [
             ("sled://", "missing"),
             ("/var/lib/x", "missing scheme"),
-            ("raft://a:1,b:2", "not supported yet"),
+            ("raft://a:1,b", "not HOST:PORT"),
             ("redis://localhost/1", "not supported yet"),
             ("ftp://x", "unknown scheme 'ftp'"),
         ] {
@@ -103,6 +155,23 @@ mod tests {
             assert!(r.contains(want), "{url}: {r}");
             assert!(r.contains("sled:///path/to/dir"), "{url}: {r}");
         }
+    }
+
+    #[test]
+    fn raft_urls() {
+        let u = MetaUrl::parse("raft://10.0.0.1:7001,10.0.0.2:7001,node3:7001").unwrap();
+        assert_eq!(
+            u,
+            MetaUrl::Raft(vec![
+                "10.0.0.1:7001".into(),
+                "10.0.0.2:7001".into(),
+                "node3:7001".into()
+            ])
+        );
+        assert_eq!(
+            u.to_string(),
+            "raft://10.0.0.1:7001,10.0.0.2:7001,node3:7001"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod cache_opts;
 mod control;
 mod format;
+mod meta_server;
 mod mount;
 pub mod mountinfo;
 mod objbench;
@@ -49,6 +50,35 @@ pub enum Command {
     /// Fill the block cache of a running mount with files and directory trees (or check
     /// how much of them is cached, or drop them from the cache).
     Warmup(WarmupArgs),
+    /// Run one replica of a replicated metadata engine (Raft). Start one per host, each
+    /// with its own --id and the same --peers; volumes then use
+    /// raft://HOST1:PORT,HOST2:PORT,HOST3:PORT as META-URL.
+    #[command(name = "meta-server")]
+    MetaServer(MetaServerArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example (three replicas on one machine):\n  ferrofs meta-server --id 1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /var/lib/ferrofs/r1\n  ferrofs meta-server --id 2 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /var/lib/ferrofs/r2\n  ferrofs meta-server --id 3 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /var/lib/ferrofs/r3\n  ferrofs format raft://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 myvol --bucket /var/lib/ferrofs/data"
+)]
+pub struct MetaServerArgs {
+    /// This replica's id: one of the ids in --peers.
+    #[arg(long, value_name = "N")]
+    pub id: u64,
+    /// Every replica as ID=HOST:PORT, comma-separated, this one included (the same list
+    /// on every replica).
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    pub peers: String,
+    /// Where to listen (default: this replica's address in --peers). Nothing listens on
+    /// all interfaces unless asked, e.g. --listen 0.0.0.0:7001.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Directory of this replica's metadata and Raft log (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Raft's clock tick: heartbeats every 2 ticks, elections after 10 to 18.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub tick: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -264,6 +294,7 @@ pub fn main() -> i32 {
         Command::Status(a) => status::run(a),
         Command::Objbench(a) => objbench::run(a),
         Command::Warmup(a) => warmup::run(a),
+        Command::MetaServer(a) => meta_server::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -194,7 +194,9 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     let _ = std::fs::remove_file(pid_file(mountpoint));
     let _ = std::fs::remove_file(super::control::socket_path(mountpoint));
     if let Ok(url) = ferrofs_meta::MetaUrl::parse(&a.meta_url) {
-        let _ = std::fs::remove_file(super::status::socket_path(&url));
+        if let Some(path) = super::status::socket_path(&url) {
+            let _ = std::fs::remove_file(path);
+        }
     }
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     served.map_err(|e| format!("the FUSE session ended with an error: {e}"))?;

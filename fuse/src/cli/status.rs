@@ -55,15 +55,18 @@ pub fn status_json(meta: &Meta) -> Result<String, String> {
     serde_json::to_string_pretty(&out).map_err(|e| e.to_string())
 }
 
-/// The status socket of a volume's metadata directory.
-pub fn socket_path(url: &MetaUrl) -> PathBuf {
+/// The status socket of a volume's metadata directory. Only embedded engines have
+/// one: sled admits one process, so `status` asks the mount that has it open. A
+/// meta-server cluster answers anyone.
+pub fn socket_path(url: &MetaUrl) -> Option<PathBuf> {
     match url {
-        MetaUrl::Sled(dir) => dir.join("ferrofs-status.sock"),
+        MetaUrl::Sled(dir) => Some(dir.join("ferrofs-status.sock")),
+        MetaUrl::Raft(_) => None,
     }
 }
 
 fn ask_mount(url: &MetaUrl) -> Option<String> {
-    let mut s = UnixStream::connect(socket_path(url)).ok()?;
+    let mut s = UnixStream::connect(socket_path(url)?).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
@@ -72,7 +75,9 @@ fn ask_mount(url: &MetaUrl) -> Option<String> {
 
 /// Serves status documents on the volume's status socket until the process exits.
 pub fn serve_status(url: &MetaUrl, meta: Arc<Meta>) {
-    let path = socket_path(url);
+    let Some(path) = socket_path(url) else {
+        return;
+    };
     let _ = std::fs::remove_file(&path);
     let listener = match UnixListener::bind(&path) {
         Ok(l) => l,

@@ -7,11 +7,16 @@
 //! server, or the simulator) decides when to tick, delivers messages and sends what
 //! comes out. See ARCHITECTURE.md, "Replicated metadata engine".
 
+pub mod client;
 pub mod mem_log;
 pub mod replica;
+pub mod server;
 pub mod sled_log;
+pub mod wire;
 
+pub use client::RaftClient;
 pub use mem_log::MemLog;
 pub use raft::eraftpb::Message;
 pub use replica::{Applied, DurableLog, Output, Replica, ReplicaConfig, ReplicaError};
+pub use server::{Server, ServerConfig};
 pub use sled_log::SledLog;

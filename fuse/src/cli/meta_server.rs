@@ -1,0 +1,85 @@
+//! `ferrofs meta-server`: runs one replica of a replicated metadata engine until the
+//! process is stopped (see `ferrofs_meta::raft::server`).
+
+use super::{CliResult, MetaServerArgs};
+use ferrofs_meta::raft::{Server, ServerConfig};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+
+/// Parses `1=host:port,2=host:port,...`.
+pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("--peers: '{part}' is not ID=HOST:PORT"))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("--peers: '{id}' is not a replica id (1, 2, ...)"))?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return Err(format!("--peers: '{addr}' is not HOST:PORT"));
+        }
+        if out.insert(id, addr.to_string()).is_some() {
+            return Err(format!("--peers: id {id} is listed twice"));
+        }
+    }
+    if out.is_empty() {
+        return Err("--peers is empty: list every replica as ID=HOST:PORT".into());
+    }
+    Ok(out)
+}
+
+pub fn run(a: MetaServerArgs) -> CliResult {
+    let peers = parse_peers(&a.peers)?;
+    let own = peers.get(&a.id).ok_or_else(|| {
+        format!(
+            "--id {} is not in --peers (ids there: {:?})",
+            a.id,
+            peers.keys().collect::<Vec<_>>()
+        )
+    })?;
+    let listen = a.listen.clone().unwrap_or_else(|| own.clone());
+    let listener = TcpListener::bind(&listen).map_err(|e| {
+        format!("cannot listen on {listen}: {e} (is another replica running there?)")
+    })?;
+    tracing::info!(id = a.id, listen = %listen, data_dir = %a.data_dir.display(), "starting meta server");
+    let server = Server::start(
+        ServerConfig {
+            id: a.id,
+            peers,
+            data_dir: a.data_dir.clone(),
+            tick: a.tick,
+        },
+        listener,
+    )?;
+    server.wait()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_lists_parse_and_bad_ones_say_why() {
+        let p = parse_peers("1=127.0.0.1:7001, 2=host-b:7002,3=[::1]:7003").unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[&2], "host-b:7002");
+        for (bad, why) in [
+            ("1=a:1,1=b:2", "twice"),
+            ("a=b:1", "not a replica id"),
+            ("1=nohost", "not HOST:PORT"),
+            ("0=a:1", "not a replica id"),
+            ("", "empty"),
+        ] {
+            let e = parse_peers(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+}

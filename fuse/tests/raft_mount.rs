@@ -1,0 +1,103 @@
+//! A volume on three `ferrofs meta-server` processes: format, mount, files, the
+//! leader killed with SIGKILL mid-way, files again, status.
+
+mod common;
+
+use common::{bin, ferrofs, stderr, stdout, Volume};
+use ferrofs_meta::raft::RaftClient;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Replicas {
+    children: Vec<Option<Child>>,
+    addrs: Vec<String>,
+}
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_replicas(dir: &std::path::Path) -> Replicas {
+    // Free ports (bound, then released for the servers).
+    let addrs: Vec<String> = (0..3)
+        .map(|_| {
+            TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let peers: Vec<String> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect();
+    let peers = peers.join(",");
+    let children = (1..=3)
+        .map(|id| {
+            let log = std::fs::File::create(dir.join(format!("replica{id}.log"))).unwrap();
+            Some(
+                Command::new(bin())
+                    .args(["meta-server", "--id", &id.to_string(), "--peers", &peers])
+                    .args(["--data-dir", dir.join(format!("r{id}")).to_str().unwrap()])
+                    .args(["--tick", "50ms"])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("start a meta server"),
+            )
+        })
+        .collect();
+    Replicas { children, addrs }
+}
+
+#[test]
+fn a_volume_on_three_replicas_outlives_its_leader() {
+    let mut vol = Volume::new();
+    let replicas = start_replicas(vol.dir.path());
+    let mut replicas = replicas;
+    vol.meta_url = format!("raft://{}", replicas.addrs.join(","));
+    vol.format();
+    vol.mount();
+    for i in 0..50 {
+        std::fs::write(vol.path(&format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    let leader = (0..3)
+        .find(|&i| RaftClient::is_leader(&replicas.addrs[i]))
+        .expect("one replica leads");
+    let mut child = replicas.children[leader].take().unwrap();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let t = Instant::now();
+    std::fs::write(vol.path("after-kill"), "still here").unwrap();
+    let stall = t.elapsed();
+    assert!(
+        stall < Duration::from_secs(20),
+        "a write waited {stall:?} for a new leader"
+    );
+    for i in 50..80 {
+        std::fs::write(vol.path(&format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    for i in 0..80 {
+        assert_eq!(
+            std::fs::read_to_string(vol.path(&format!("f{i}"))).unwrap(),
+            format!("file {i}")
+        );
+    }
+    assert_eq!(std::fs::read_dir(&vol.mnt).unwrap().count(), 81);
+    vol.umount();
+    let o = ferrofs(&["status", &vol.meta_url]);
+    assert!(o.status.success(), "status: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains("\"name\": \"testvol\""),
+        "{}",
+        stdout(&o)
+    );
+}

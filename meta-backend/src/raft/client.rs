@@ -1,0 +1,218 @@
+//! The client of a meta-server cluster (`raft://host1:port,host2:port,...`): the
+//! [`Remote`] that `core::replica::OptimisticKv` runs transactions over.
+//!
+//! It finds the leader (a follower answers with the leader's address), follows it
+//! when it changes, and tries the next server when one does not answer. A commit it
+//! sends again carries the same request id, so replicas apply it once. A call that
+//! finds no working leader for [`RaftClient::patience`] fails with EIO.
+
+use super::server::connect;
+use super::wire::{self, Request, Response};
+use ferrofs_core::kv::KvPair;
+use ferrofs_core::replica::{Command, Outcome, ReadCheck, Remote, RequestId};
+use ferrofs_core::{Errno, Result};
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A connection with its reader.
+struct Conn {
+    writer: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+/// A client of the cluster at `addrs`.
+pub struct RaftClient {
+    addrs: Vec<String>,
+    /// The server believed to lead.
+    leader: Mutex<String>,
+    /// Idle connections per server (each call takes one: calls run in parallel).
+    idle: Mutex<HashMap<String, Vec<Conn>>>,
+    next_id: AtomicU64,
+    patience: Duration,
+}
+
+impl std::fmt::Debug for RaftClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RaftClient({})", self.addrs.join(","))
+    }
+}
+
+impl RaftClient {
+    pub fn new(addrs: Vec<String>) -> RaftClient {
+        RaftClient {
+            leader: Mutex::new(addrs.first().cloned().unwrap_or_default()),
+            addrs,
+            idle: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            patience: Duration::from_secs(30),
+        }
+    }
+
+    /// How long a call keeps looking for a leader before it fails (default 30 s).
+    pub fn patience(mut self, d: Duration) -> Self {
+        self.patience = d;
+        self
+    }
+
+    fn next_after(&self, addr: &str) -> String {
+        let i = self
+            .addrs
+            .iter()
+            .position(|a| a == addr)
+            .map_or(0, |i| i + 1);
+        self.addrs[i % self.addrs.len()].clone()
+    }
+
+    /// Sends `req` to the leader, following redirects, until it is answered.
+    pub fn call(&self, req: &Request) -> Result<Response> {
+        if self.addrs.is_empty() {
+            return Err(Errno::EIO);
+        }
+        let deadline = Instant::now() + self.patience;
+        let mut target = self
+            .leader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut last_error: String;
+        loop {
+            match self.call_at(&target, req) {
+                Ok(Response::NotLeader(hint)) => {
+                    target = if !hint.is_empty() && hint != target {
+                        hint
+                    } else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        self.next_after(&target)
+                    };
+                    last_error = "no leader".into();
+                }
+                Ok(Response::Retry(why)) => {
+                    last_error = why;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(r) => {
+                    *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = target;
+                    return Ok(r);
+                }
+                Err(e) => {
+                    last_error = format!("{target}: {e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                    target = self.next_after(&target);
+                }
+            }
+            if Instant::now() >= deadline {
+                tracing::error!(
+                    servers = %self.addrs.join(","),
+                    "no meta server answered as leader for {:?} (last: {last_error})",
+                    self.patience
+                );
+                return Err(Errno::EIO);
+            }
+        }
+    }
+
+    /// Whether the server at `addr` answers as the leader right now.
+    pub fn is_leader(addr: &str) -> bool {
+        let c = RaftClient::new(vec![addr.to_string()]);
+        matches!(
+            c.call_once(addr, &Request::Get(b"setting".to_vec())),
+            Ok(Response::Value(_))
+        )
+    }
+
+    /// One request to one server, no redirects or retries.
+    pub fn call_once(&self, addr: &str, req: &Request) -> std::io::Result<Response> {
+        self.call_at(addr, req)
+    }
+
+    fn call_at(&self, addr: &str, req: &Request) -> std::io::Result<Response> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(addr)
+            .and_then(|v| v.pop());
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let s = connect(addr, Duration::from_secs(1))?;
+                s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                Conn {
+                    reader: BufReader::new(s.try_clone()?),
+                    writer: s,
+                }
+            }
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        wire::write_frame(
+            &mut conn.writer,
+            wire::KIND_REQUEST,
+            &wire::encode_request(id, req),
+        )?;
+        let (kind, body) = wire::read_frame(&mut conn.reader)?;
+        if kind != wire::KIND_RESPONSE {
+            return Err(std::io::Error::other("not a response"));
+        }
+        let (got, resp) = wire::decode_response(&body, req)?;
+        if got != id {
+            return Err(std::io::Error::other("a response to another request"));
+        }
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr.to_string())
+            .or_default()
+            .push(conn);
+        Ok(resp)
+    }
+}
+
+fn unexpected(r: Response) -> Errno {
+    tracing::error!("unexpected answer from a meta server: {r:?}");
+    Errno::EIO
+}
+
+impl Remote for RaftClient {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.call(&Request::Get(key.to_vec()))? {
+            Response::Value(v) => Ok(v),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>> {
+        let req = Request::Scan {
+            start: start.to_vec(),
+            end: end.to_vec(),
+            limit: limit.min(u32::MAX as usize) as u32,
+        };
+        match self.call(&req)? {
+            Response::Pairs(p) => Ok(p),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    fn check(&self, reads: &[ReadCheck]) -> Result<bool> {
+        let cmd = Command {
+            id: RequestId { client: 0, seq: 0 },
+            done_below: 0,
+            reads: reads.to_vec(),
+            writes: Default::default(),
+        };
+        match self.call(&Request::Check(cmd))? {
+            Response::Holds(h) => Ok(h),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    fn commit(&self, cmd: &Command) -> Result<Outcome> {
+        match self.call(&Request::Commit(cmd.clone()))? {
+            Response::Outcome(o) => Ok(o),
+            r => Err(unexpected(r)),
+        }
+    }
+}

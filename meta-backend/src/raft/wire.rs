@@ -1,0 +1,295 @@
+//! The meta server's wire format: length-prefixed frames on TCP, one port for peers
+//! (Raft messages) and clients (requests and responses, matched by id so a
+//! connection can pipeline).
+//!
+//! ```text
+//! frame    = len u32 | kind u8 | body            (len counts kind and body; BE)
+//! kind 1   = a Raft message (protobuf)
+//! kind 2   = request:  id u64 | op u8 | payload
+//!            op 1 get    bytes key
+//!            op 2 scan   bytes start | bytes end | limit u32
+//!            op 3 check  a command holding only reads (core::replica::Command)
+//!            op 4 commit a command
+//! kind 3   = response: id u64 | status u8 | payload
+//!            status 0 ok: get: present u8 [bytes value]; scan: n u32, n × (bytes k, bytes v);
+//!                         check: holds u8; commit: outcome u8
+//!            status 1 not the leader: bytes leader address ("" unknown)
+//!            status 2 failed here, try again: bytes message
+//! bytes    = len u32 | len bytes
+//! ```
+
+use ferrofs_core::kv::KvPair;
+use ferrofs_core::replica::{Command, Outcome};
+use std::io::{self, Read, Write};
+
+/// Frames larger than this are refused (a bad peer cannot make us allocate more).
+pub const MAX_FRAME: usize = 64 << 20;
+
+pub const KIND_RAFT: u8 = 1;
+pub const KIND_REQUEST: u8 = 2;
+pub const KIND_RESPONSE: u8 = 3;
+
+/// What a client asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Get(Vec<u8>),
+    Scan {
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: u32,
+    },
+    Check(Command),
+    Commit(Command),
+}
+
+/// What a server answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    Value(Option<Vec<u8>>),
+    Pairs(Vec<KvPair>),
+    Holds(bool),
+    Outcome(Outcome),
+    /// Ask the leader instead (its address, if known).
+    NotLeader(String),
+    /// Failed here (e.g. leadership lost while waiting); the client tries again.
+    Retry(String),
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+pub fn write_frame(w: &mut impl Write, kind: u8, body: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(body.len() + 1).map_err(|_| bad("frame too large"))?;
+    let mut buf = Vec::with_capacity(body.len() + 5);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.push(kind);
+    buf.extend_from_slice(body);
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Reads one frame: `(kind, body)`.
+pub fn read_frame(r: &mut impl Read) -> io::Result<(u8, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(bad("bad frame length"));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf)?;
+    let kind = buf[0];
+    buf.remove(0);
+    Ok((kind, buf))
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> io::Result<&[u8]> {
+        if self.0.len() < n {
+            return Err(bad("truncated message"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> io::Result<u32> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().map_err(|_| bad("u32"))?,
+        ))
+    }
+    fn u64(&mut self) -> io::Result<u64> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().map_err(|_| bad("u64"))?,
+        ))
+    }
+    fn bytes(&mut self) -> io::Result<Vec<u8>> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+}
+
+pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
+    let mut out = id.to_be_bytes().to_vec();
+    match req {
+        Request::Get(k) => {
+            out.push(1);
+            put_bytes(&mut out, k);
+        }
+        Request::Scan { start, end, limit } => {
+            out.push(2);
+            put_bytes(&mut out, start);
+            put_bytes(&mut out, end);
+            out.extend_from_slice(&limit.to_be_bytes());
+        }
+        Request::Check(c) => {
+            out.push(3);
+            out.extend_from_slice(&c.encode());
+        }
+        Request::Commit(c) => {
+            out.push(4);
+            out.extend_from_slice(&c.encode());
+        }
+    }
+    out
+}
+
+pub fn decode_request(b: &[u8]) -> io::Result<(u64, Request)> {
+    let mut c = Cursor(b);
+    let id = c.u64()?;
+    let command = |rest: &[u8]| Command::decode(rest).map_err(|e| bad(&e.to_string()));
+    let req = match c.u8()? {
+        1 => Request::Get(c.bytes()?),
+        2 => Request::Scan {
+            start: c.bytes()?,
+            end: c.bytes()?,
+            limit: c.u32()?,
+        },
+        3 => Request::Check(command(c.0)?),
+        4 => Request::Commit(command(c.0)?),
+        _ => return Err(bad("unknown request")),
+    };
+    Ok((id, req))
+}
+
+pub fn encode_response(id: u64, resp: &Response) -> Vec<u8> {
+    let mut out = id.to_be_bytes().to_vec();
+    match resp {
+        Response::Value(v) => {
+            out.push(0);
+            match v {
+                Some(v) => {
+                    out.push(1);
+                    put_bytes(&mut out, v);
+                }
+                None => out.push(0),
+            }
+        }
+        Response::Pairs(pairs) => {
+            out.push(0);
+            out.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
+            for (k, v) in pairs {
+                put_bytes(&mut out, k);
+                put_bytes(&mut out, v);
+            }
+        }
+        Response::Holds(h) => {
+            out.push(0);
+            out.push(*h as u8);
+        }
+        Response::Outcome(o) => {
+            out.push(0);
+            out.push(o.code());
+        }
+        Response::NotLeader(addr) => {
+            out.push(1);
+            put_bytes(&mut out, addr.as_bytes());
+        }
+        Response::Retry(msg) => {
+            out.push(2);
+            put_bytes(&mut out, msg.as_bytes());
+        }
+    }
+    out
+}
+
+/// Decodes a response to a request of the given kind (the payload of `ok` depends on it).
+pub fn decode_response(b: &[u8], req: &Request) -> io::Result<(u64, Response)> {
+    let mut c = Cursor(b);
+    let id = c.u64()?;
+    let resp = match c.u8()? {
+        0 => match req {
+            Request::Get(_) => Response::Value(match c.u8()? {
+                0 => None,
+                _ => Some(c.bytes()?),
+            }),
+            Request::Scan { .. } => {
+                let n = c.u32()? as usize;
+                let mut pairs = Vec::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    pairs.push((c.bytes()?, c.bytes()?));
+                }
+                Response::Pairs(pairs)
+            }
+            Request::Check(_) => Response::Holds(c.u8()? != 0),
+            Request::Commit(_) => Response::Outcome(
+                Outcome::from_code(c.u8()?).ok_or_else(|| bad("unknown outcome"))?,
+            ),
+        },
+        1 => Response::NotLeader(String::from_utf8_lossy(&c.bytes()?).into_owned()),
+        2 => Response::Retry(String::from_utf8_lossy(&c.bytes()?).into_owned()),
+        _ => return Err(bad("unknown response status")),
+    };
+    Ok((id, resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrofs_core::kv::WriteSet;
+    use ferrofs_core::replica::RequestId;
+
+    #[test]
+    fn requests_and_responses_round_trip() {
+        let cmd = Command {
+            id: RequestId { client: 1, seq: 2 },
+            done_below: 1,
+            reads: vec![],
+            writes: WriteSet::new(),
+        };
+        let reqs = [
+            Request::Get(b"k".to_vec()),
+            Request::Scan {
+                start: b"a".to_vec(),
+                end: b"b".to_vec(),
+                limit: 7,
+            },
+            Request::Check(cmd.clone()),
+            Request::Commit(cmd),
+        ];
+        for (i, r) in reqs.iter().enumerate() {
+            assert_eq!(
+                decode_request(&encode_request(i as u64, r)).unwrap(),
+                (i as u64, r.clone())
+            );
+        }
+        let cases = [
+            (&reqs[0], Response::Value(Some(b"v".to_vec()))),
+            (&reqs[0], Response::Value(None)),
+            (
+                &reqs[1],
+                Response::Pairs(vec![(b"a".to_vec(), b"1".to_vec())]),
+            ),
+            (&reqs[2], Response::Holds(true)),
+            (&reqs[3], Response::Outcome(Outcome::Conflict)),
+            (&reqs[3], Response::NotLeader("127.0.0.1:1".into())),
+            (&reqs[1], Response::Retry("lost leadership".into())),
+        ];
+        for (req, resp) in cases {
+            assert_eq!(
+                decode_response(&encode_response(9, &resp), req).unwrap(),
+                (9, resp)
+            );
+        }
+        let mut buf = Vec::new();
+        write_frame(&mut buf, KIND_REQUEST, b"xyz").unwrap();
+        assert_eq!(
+            read_frame(&mut &buf[..]).unwrap(),
+            (KIND_REQUEST, b"xyz".to_vec())
+        );
+        assert!(
+            read_frame(&mut &[0u8, 0, 0, 0][..]).is_err(),
+            "an empty frame"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! Three meta-server replicas in this process, on loopback: the metadata code over
+//! the optimistic client, through leader changes.
+
+use ferrofs_core::format::Format;
+use ferrofs_core::kv::{self, Kv};
+use ferrofs_core::meta::Meta;
+use ferrofs_core::{Ctx, Ino, Timespec};
+use ferrofs_meta::raft::{RaftClient, Server, ServerConfig};
+use ferrofs_meta::MetaUrl;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Cluster {
+    servers: BTreeMap<u64, Server>,
+    peers: BTreeMap<u64, String>,
+    dirs: BTreeMap<u64, tempfile::TempDir>,
+}
+
+fn start(
+    id: u64,
+    peers: &BTreeMap<u64, String>,
+    dir: &std::path::Path,
+    listener: TcpListener,
+) -> Server {
+    let cfg = ServerConfig {
+        id,
+        peers: peers.clone(),
+        data_dir: dir.to_path_buf(),
+        tick: Duration::from_millis(20),
+    };
+    Server::start(cfg, listener).unwrap()
+}
+
+fn cluster() -> Cluster {
+    let listeners: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let peers: BTreeMap<u64, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
+        .collect();
+    let mut c = Cluster {
+        servers: BTreeMap::new(),
+        peers: peers.clone(),
+        dirs: BTreeMap::new(),
+    };
+    for (i, l) in listeners.into_iter().enumerate() {
+        let id = i as u64 + 1;
+        let dir = tempfile::tempdir().unwrap();
+        c.servers.insert(id, start(id, &peers, dir.path(), l));
+        c.dirs.insert(id, dir);
+    }
+    c
+}
+
+fn url(c: &Cluster) -> MetaUrl {
+    MetaUrl::Raft(c.peers.values().cloned().collect())
+}
+
+fn now() -> Timespec {
+    Timespec::new(1_700_000_000, 0)
+}
+
+#[test]
+fn metadata_over_three_replicas_survives_the_leader_stopping() {
+    let mut c = cluster();
+    let engine: Arc<dyn Kv> = url(&c).open(true).expect("the cluster answers");
+    let format = Format::new("raftvol", "00000000-0000-0000-0000-000000000001");
+    Meta::format(&*engine, &format, false, now()).unwrap();
+    let meta = Meta::load(engine.clone()).unwrap();
+    let root = Ctx::root();
+    for i in 0..20 {
+        meta.mkdir(
+            &root,
+            Ino::ROOT,
+            format!("d{i}").as_bytes(),
+            0o755,
+            0,
+            now(),
+        )
+        .unwrap();
+    }
+    // Find and stop the leader: a follower redirects, so ask each server directly.
+    let leader = c
+        .peers
+        .iter()
+        .find(|(_, a)| RaftClient::is_leader(a))
+        .map(|(id, _)| *id)
+        .expect("a leader");
+    c.servers.remove(&leader).unwrap().stop();
+    // The two others elect a new leader; the same client goes on.
+    for i in 20..30 {
+        meta.mkdir(
+            &root,
+            Ino::ROOT,
+            format!("d{i}").as_bytes(),
+            0o755,
+            0,
+            now(),
+        )
+        .unwrap();
+    }
+    let names = meta.readdir(&root, Ino::ROOT, 0, 100, false).unwrap();
+    assert_eq!(names.len(), 32, "30 dirs, . and ..");
+    // A second client sees it all, and a name taken is taken for it too.
+    let other = Meta::load(url(&c).open(false).unwrap()).unwrap();
+    let e = other.mkdir(&root, Ino::ROOT, b"d3", 0o755, 0, now());
+    assert_eq!(e.err(), Some(ferrofs_core::Errno::EEXIST));
+    // The stopped replica comes back; then another one stops, so that nothing can be
+    // done without the one that came back: it caught up.
+    let l = TcpListener::bind(&c.peers[&leader]).unwrap();
+    let dir = c.dirs[&leader].path().to_path_buf();
+    c.servers.insert(leader, start(leader, &c.peers, &dir, l));
+    let another = *c.servers.keys().find(|&&id| id != leader).unwrap();
+    c.servers.remove(&another).unwrap().stop();
+    meta.mkdir(&root, Ino::ROOT, b"after", 0o755, 0, now())
+        .unwrap();
+    let names = meta.readdir(&root, Ino::ROOT, 0, 100, false).unwrap();
+    assert_eq!(names.len(), 33);
+    let total = kv::read(&*engine, |t| t.scan(b"", &[0xff], usize::MAX))
+        .unwrap()
+        .len();
+    assert!(total > 30);
+    for (_, s) in c.servers {
+        s.stop();
+    }
+}
