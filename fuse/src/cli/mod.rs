@@ -50,9 +50,10 @@ pub enum Command {
     /// Fill the block cache of a running mount with files and directory trees (or check
     /// how much of them is cached, or drop them from the cache).
     Warmup(WarmupArgs),
-    /// Run one replica of a replicated metadata engine (Raft). Start one per host, each
-    /// with its own --id and the same --peers; volumes then use
-    /// raft://HOST1:PORT,HOST2:PORT,HOST3:PORT as META-URL.
+    /// Run one replica of a replicated metadata engine (Raft).
+    ///
+    /// Start one per host, each with its own --id and the same --peers; volumes then use
+    /// raft://HOST1:PORT,HOST2:PORT,HOST3:PORT as META-URL. A majority must be up.
     #[command(name = "meta-server")]
     MetaServer(MetaServerArgs),
 }
