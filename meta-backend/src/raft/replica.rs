@@ -226,7 +226,10 @@ impl<L: DurableLog + Clone> Replica<L> {
         if let Some(hs) = rd.hs() {
             self.log.set_hard_state(hs);
         }
-        if !self.skip_sync {
+        // Only new entries, a new term or a vote need the disk before the messages
+        // that promise them; a heartbeat answer or a commit index does not (raft-rs's
+        // `must_sync`), which spares an fsync per heartbeat.
+        if rd.must_sync() && !self.skip_sync {
             self.log.sync().map_err(ReplicaError::Log)?;
         }
         out.messages.extend(rd.take_persisted_messages());

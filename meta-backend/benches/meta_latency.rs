@@ -1,0 +1,247 @@
+//! Metadata latency: the embedded sled engine against a three-replica cluster of
+//! meta servers on loopback (in this process, real TCP, every commit synced on a
+//! majority), in one run; and the client-visible stall when the leader stops.
+//!
+//! `cargo bench -p ferrofs-meta --bench meta_latency` (N=1000 entries by default;
+//! `N=200` for a quick run). See bench/README.md.
+
+use ferrofs_core::format::Format;
+use ferrofs_core::kv::Kv;
+use ferrofs_core::meta::Meta;
+use ferrofs_core::{Ctx, FileType, Ino, RenameFlags, Timespec};
+use ferrofs_meta::raft::{RaftClient, Server, ServerConfig};
+use ferrofs_meta::{MetaUrl, SledKv};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn now() -> Timespec {
+    Timespec::new(1_700_000_000, 0)
+}
+
+struct Stats {
+    name: &'static str,
+    micros: Vec<f64>,
+}
+
+impl Stats {
+    fn mean(&self) -> f64 {
+        self.micros.iter().sum::<f64>() / self.micros.len().max(1) as f64
+    }
+    fn pct(&self, p: f64) -> f64 {
+        let mut v = self.micros.clone();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    }
+}
+
+fn time<T>(out: &mut Vec<f64>, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let r = f();
+    out.push(t.elapsed().as_secs_f64() * 1e6);
+    r
+}
+
+/// create, getattr, lookup, rename of `n` files in one directory, then readdir of all.
+fn run(engine: Arc<dyn Kv>, n: usize) -> Vec<Stats> {
+    let format = Format::new("benchvol", "00000000-0000-0000-0000-0000000000b1");
+    Meta::format(&*engine, &format, false, now()).unwrap();
+    let meta = Meta::load(engine).unwrap();
+    let root = Ctx::root();
+    let dir = meta
+        .mkdir(&root, Ino::ROOT, b"d", 0o755, 0, now())
+        .unwrap()
+        .ino;
+    let (mut create, mut getattr, mut lookup, mut rename, mut readdir) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut inos = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("file-{i:06}");
+        let a = time(&mut create, || {
+            meta.mknod(
+                &root,
+                dir,
+                name.as_bytes(),
+                FileType::RegularFile,
+                0o644,
+                0,
+                0,
+                now(),
+            )
+            .unwrap()
+        });
+        inos.push(a.ino);
+    }
+    for &ino in &inos {
+        time(&mut getattr, || meta.getattr(ino).unwrap());
+    }
+    for i in 0..n {
+        let name = format!("file-{i:06}");
+        time(&mut lookup, || {
+            meta.lookup(&root, dir, name.as_bytes()).unwrap()
+        });
+    }
+    for i in 0..n {
+        let (from, to) = (format!("file-{i:06}"), format!("renamed-{i:06}"));
+        time(&mut rename, || {
+            meta.rename(
+                &root,
+                dir,
+                from.as_bytes(),
+                dir,
+                to.as_bytes(),
+                RenameFlags::default(),
+                now(),
+            )
+            .unwrap()
+        });
+    }
+    for _ in 0..10 {
+        time(&mut readdir, || {
+            let mut seen = 0;
+            let mut off = 0;
+            loop {
+                let page = meta.readdir(&root, dir, off, 1024, true).unwrap();
+                let Some(last) = page.last() else { break };
+                off = last.next_offset;
+                seen += page.len();
+            }
+            assert_eq!(seen, n + 2);
+        });
+    }
+    vec![
+        Stats {
+            name: "create",
+            micros: create,
+        },
+        Stats {
+            name: "getattr",
+            micros: getattr,
+        },
+        Stats {
+            name: "lookup",
+            micros: lookup,
+        },
+        Stats {
+            name: "rename",
+            micros: rename,
+        },
+        Stats {
+            name: "readdir (all, plus)",
+            micros: readdir,
+        },
+    ]
+}
+
+fn cluster(tick: Duration) -> (Vec<Option<Server>>, Vec<String>, Vec<tempfile::TempDir>) {
+    let ls: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let peers: BTreeMap<u64, String> = ls
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
+        .collect();
+    let mut servers = Vec::new();
+    let mut dirs = Vec::new();
+    for (i, l) in ls.into_iter().enumerate() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = ServerConfig {
+            id: i as u64 + 1,
+            peers: peers.clone(),
+            data_dir: d.path().to_path_buf(),
+            tick,
+        };
+        servers.push(Some(Server::start(cfg, l).unwrap()));
+        dirs.push(d);
+    }
+    (servers, peers.into_values().collect(), dirs)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let n: usize = std::env::var("N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let sled_dir = tempfile::tempdir().unwrap();
+    let sled: Arc<dyn Kv> = Arc::new(SledKv::open(sled_dir.path()).unwrap());
+    let embedded = run(sled, n);
+
+    let tick = Duration::from_millis(100);
+    let (mut servers, addrs, _dirs) = cluster(tick);
+    let url = MetaUrl::Raft(addrs.clone());
+    let replicated = run(url.open(true).unwrap(), n);
+
+    println!("metadata latency, {n} entries in one directory, one client thread, loopback");
+    println!("embedded = sled in this process (not synced per op); cluster = 3 meta servers in");
+    println!("this process over TCP, every commit synced on a majority before it is answered\n");
+    println!(
+        "{:<22} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10}",
+        "op", "sled mean", "sled p99", "raft mean", "raft p50", "raft p99", "raft/sled"
+    );
+    for (e, r) in embedded.iter().zip(&replicated) {
+        println!(
+            "{:<22} {:>10.0}µs {:>10.0}µs {:>10.0}µs {:>10.0}µs {:>10.0}µs {:>9.1}x",
+            e.name,
+            e.mean(),
+            e.pct(0.99),
+            r.mean(),
+            r.pct(0.5),
+            r.pct(0.99),
+            r.mean() / e.mean().max(0.001)
+        );
+    }
+    for (e, r) in embedded.iter().zip(&replicated).take(4) {
+        println!(
+            "{:<22} throughput: sled {:>8.0} ops/s, raft {:>8.0} ops/s (one thread)",
+            e.name,
+            1e6 / e.mean().max(0.001),
+            1e6 / r.mean().max(0.001)
+        );
+    }
+
+    // Failover: a client creating files while the leader stops.
+    let engine = url.open(false).unwrap();
+    let meta = Meta::load(engine).unwrap();
+    let root = Ctx::root();
+    let dir = meta
+        .mkdir(&root, Ino::ROOT, b"failover", 0o755, 0, now())
+        .unwrap()
+        .ino;
+    let leader = (0..3)
+        .find(|&i| RaftClient::is_leader(&addrs[i]))
+        .expect("a leader");
+    let mut worst = Duration::ZERO;
+    let mut last = Instant::now();
+    for i in 0..400 {
+        if i == 100 {
+            servers[leader].take().unwrap().stop();
+        }
+        meta.mknod(
+            &root,
+            dir,
+            format!("f{i}").as_bytes(),
+            FileType::RegularFile,
+            0o644,
+            0,
+            0,
+            now(),
+        )
+        .unwrap();
+        worst = worst.max(last.elapsed());
+        last = Instant::now();
+    }
+    println!(
+        "\nfailover: the longest wait of one create while the leader stopped: {:.2} s \
+         (tick {:?}: elections after 10 to 18 ticks without a leader)",
+        worst.as_secs_f64(),
+        tick
+    );
+    for s in servers.into_iter().flatten() {
+        s.stop();
+    }
+}
