@@ -50,5 +50,8 @@ cargo run -p sim --locked -- --time-limit "${SIM_TIME_LIMIT:-120s}"
 echo "== simulation of the replicated engine's Raft layer: fresh seeds, time-boxed"
 cargo run -p sim --locked -- --raft --time-limit "${RAFT_SIM_TIME_LIMIT:-30s}"
 
+echo "== jepsen: three meta-server processes killed and paused under concurrent clients"
+cargo run -p ferrofs-jepsen --locked -- --time "${JEPSEN_TIME:-60s}"
+
 echo "== pjdfstest"
 ./scripts/pjdfstest.sh

@@ -32,144 +32,155 @@ pub struct Operation<I, O> {
     pub output: Option<O>,
 }
 
-/// States the search visited: which operations were linearized, and the model state.
-type Visited<M> = HashSet<(Vec<u64>, M)>;
-
-/// How far the search got: the most operations it could place in some order, and the
-/// state after them.
-struct Deepest<M> {
-    placed: usize,
-    state: Option<M>,
-    done: Vec<u64>,
-}
-
-/// `Ok` if `history` is linearizable from `init`; else a description of the
-/// operations no order could explain.
+/// `Ok` if `history` is linearizable from `init`; else a description of where no
+/// order could go on.
+///
+/// The search is iterative (histories of a long run have tens of thousands of
+/// operations) and remembers the states it has been in — the set of operations taken
+/// so far (as a Zobrist hash: 128 random bits per operation, XORed) and the model's
+/// state — so that it never explores one twice.
 pub fn check<M: Model>(init: M, history: &[Operation<M::Input, M::Output>]) -> Result<(), String> {
     let n = history.len();
-    let mut done = vec![0u64; n.div_ceil(64)];
-    let mut visited: Visited<M> = HashSet::new();
-    let mut budget: u64 = 5_000_000;
-    let mut deepest = Deepest {
-        placed: 0,
-        state: None,
-        done: done.clone(),
-    };
-    if search(
-        &init,
-        history,
-        &mut done,
-        0,
-        &mut visited,
-        &mut budget,
-        &mut deepest,
-    ) {
-        return Ok(());
+    // Answered operations by call time; those that never returned, apart.
+    let mut answered: Vec<usize> = (0..n).filter(|&i| history[i].ret.is_some()).collect();
+    answered.sort_by_key(|&i| history[i].call);
+    let mut unanswered: Vec<usize> = (0..n).filter(|&i| history[i].ret.is_none()).collect();
+    unanswered.sort_by_key(|&i| history[i].call);
+    let mut pos = vec![usize::MAX; n];
+    for (p, &i) in answered.iter().enumerate() {
+        pos[i] = p;
     }
-    if budget == 0 {
-        // Too big to decide: say so rather than guess.
-        return Err(format!(
-            "linearizability undecided: the search of {n} operations ran out of budget"
-        ));
+    let mut keys = Vec::with_capacity(n);
+    let mut seed = 0x5EED_u64;
+    for _ in 0..n {
+        let a = splitmix(&mut seed);
+        let b = splitmix(&mut seed);
+        keys.push(((a as u128) << 64) | b as u128);
     }
-    // The operations that were due next where the search got furthest.
-    let horizon = history
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !is_done(&deepest.done, *i))
-        .filter_map(|(_, o)| o.ret)
-        .min()
-        .unwrap_or(u64::MAX);
-    let stuck: Vec<String> = history
-        .iter()
-        .enumerate()
-        .filter(|(i, o)| !is_done(&deepest.done, *i) && o.call <= horizon)
-        .take(6)
-        .map(|(_, o)| format!("{o:?}"))
-        .collect();
-    Err(format!(
-        "the history of {n} operations is not linearizable: at most {} fit an order \
-         (ending in state {:?}); none of these fits next: {}",
-        deepest.placed,
-        deepest.state,
-        stuck.join(", ")
-    ))
-}
 
-fn is_done(done: &[u64], i: usize) -> bool {
-    done[i / 64] & (1 << (i % 64)) != 0
-}
-
-fn flip(done: &mut [u64], i: usize) {
-    done[i / 64] ^= 1 << (i % 64);
-}
-
-fn search<M: Model>(
-    state: &M,
-    history: &[Operation<M::Input, M::Output>],
-    done: &mut Vec<u64>,
-    linearized: usize,
-    visited: &mut Visited<M>,
-    budget: &mut u64,
-    deepest: &mut Deepest<M>,
-) -> bool {
-    if linearized == history.len() {
-        return true;
+    struct Frame<M> {
+        taken: usize,
+        prev: M,
+        candidates: Vec<usize>,
+        next: usize,
     }
-    if linearized >= deepest.placed {
-        deepest.placed = linearized;
-        deepest.state = Some(state.clone());
-        deepest.done.clone_from(done);
-    }
-    if *budget == 0 {
-        return false;
-    }
-    *budget -= 1;
-    if !visited.insert((done.clone(), state.clone())) {
-        return false;
-    }
-    // The next operation to take effect must have been called before every pending
-    // operation returned.
-    let horizon = history
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !is_done(done, *i))
-        .filter_map(|(_, o)| o.ret)
-        .min()
-        .unwrap_or(u64::MAX);
-    // Operations that never returned need not take effect at all: once only they are
-    // left, the history is explained.
-    if history
-        .iter()
-        .enumerate()
-        .all(|(i, o)| is_done(done, i) || o.ret.is_none())
-    {
-        return true;
-    }
-    for (i, op) in history.iter().enumerate() {
-        if is_done(done, i) || op.call > horizon {
-            continue;
+    let mut done = vec![false; n];
+    let mut hash: u128 = 0;
+    let mut lo = 0; // first answered operation not taken
+    let mut state = init;
+    let mut visited: HashSet<(u128, M)> = HashSet::new();
+    let mut stack: Vec<Frame<M>> = Vec::new();
+    let mut budget: u64 = 20_000_000;
+    // How far the search got: depth, state, and the operations it could not take next.
+    let mut deepest = (0usize, state.clone(), Vec::new());
+    // Candidates at the current node: operations not taken that were called before
+    // every pending answered operation returned.
+    let candidates = |done: &[bool], lo: usize| -> Vec<usize> {
+        let mut horizon = u64::MAX;
+        let mut out = Vec::new();
+        for &i in &answered[lo..] {
+            let op = &history[i];
+            if op.call > horizon {
+                break;
+            }
+            if !done[i] {
+                horizon = horizon.min(op.ret.unwrap_or(u64::MAX));
+                out.push(i);
+            }
         }
-        let (out, next) = state.step(&op.input);
-        if op.output.as_ref().is_some_and(|o| *o != out) {
-            continue;
-        }
-        flip(done, i);
-        let ok = search(
-            &next,
-            history,
-            done,
-            linearized + 1,
-            visited,
-            budget,
-            deepest,
+        out.retain(|&i| history[i].call <= horizon);
+        out.extend(
+            unanswered
+                .iter()
+                .copied()
+                .filter(|&i| !done[i] && history[i].call <= horizon),
         );
-        flip(done, i);
-        if ok {
-            return true;
+        out
+    };
+    let mut frame_candidates = candidates(&done, lo);
+    let mut next = 0;
+    loop {
+        if lo == answered.len() {
+            // Only operations that never returned are left: they need not happen.
+            return Ok(());
+        }
+        if budget == 0 {
+            return Err(format!(
+                "linearizability undecided: the search of {n} operations ran out of budget"
+            ));
+        }
+        budget -= 1;
+        if stack.len() >= deepest.0 && next == 0 {
+            deepest = (stack.len(), state.clone(), frame_candidates.clone());
+        }
+        // The next candidate whose result the model agrees with.
+        let mut step = None;
+        while next < frame_candidates.len() {
+            let i = frame_candidates[next];
+            next += 1;
+            let (out, after) = state.step(&history[i].input);
+            if history[i].output.as_ref().is_some_and(|o| *o != out) {
+                continue;
+            }
+            if visited.contains(&(hash ^ keys[i], after.clone())) {
+                continue;
+            }
+            step = Some((i, after));
+            break;
+        }
+        match step {
+            Some((i, after)) => {
+                done[i] = true;
+                hash ^= keys[i];
+                visited.insert((hash, after.clone()));
+                let prev = std::mem::replace(&mut state, after);
+                stack.push(Frame {
+                    taken: i,
+                    prev,
+                    candidates: std::mem::take(&mut frame_candidates),
+                    next,
+                });
+                while lo < answered.len() && done[answered[lo]] {
+                    lo += 1;
+                }
+                frame_candidates = candidates(&done, lo);
+                next = 0;
+            }
+            None => {
+                let Some(f) = stack.pop() else {
+                    let stuck: Vec<String> = deepest
+                        .2
+                        .iter()
+                        .take(6)
+                        .map(|&i| format!("{:?}", history[i]))
+                        .collect();
+                    return Err(format!(
+                        "the history of {n} operations is not linearizable: at most {} fit an \
+                         order (ending in state {:?}); none of these fits next: {}",
+                        deepest.0,
+                        deepest.1,
+                        stuck.join(", ")
+                    ));
+                };
+                done[f.taken] = false;
+                hash ^= keys[f.taken];
+                state = f.prev;
+                if pos[f.taken] < lo {
+                    lo = pos[f.taken];
+                }
+                frame_candidates = f.candidates;
+                next = f.next;
+            }
         }
     }
-    false
+}
+
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A counter that is read and compare-and-set (what `sim --raft` clients do: an
@@ -259,6 +270,42 @@ mod tests {
         assert_eq!(check(Counter(0), &[lost.clone(), read(0)]), Ok(()));
         assert_eq!(check(Counter(0), &[lost.clone(), read(1)]), Ok(()));
         assert!(check(Counter(0), &[lost, read(2)]).is_err());
+    }
+
+    #[test]
+    fn long_histories_are_checked_without_deep_recursion() {
+        // 60,000 operations by three clients, overlapping in pairs.
+        let mut h = Vec::new();
+        for v in 0..20_000u64 {
+            let t = v * 10;
+            h.push(op(
+                t,
+                Some(t + 4),
+                CounterOp::Cas { from: v },
+                Some(CounterOut::Swapped(true)),
+            ));
+            h.push(op(
+                t + 1,
+                Some(t + 3),
+                CounterOp::Cas { from: v },
+                Some(CounterOut::Swapped(false)),
+            ));
+            h.push(op(
+                t + 5,
+                Some(t + 6),
+                CounterOp::Read,
+                Some(CounterOut::Value(v + 1)),
+            ));
+            v += 1;
+        }
+        assert_eq!(check(Counter(0), &h), Ok(()));
+        h.push(op(
+            u64::MAX - 1,
+            Some(u64::MAX),
+            CounterOp::Read,
+            Some(CounterOut::Value(3)),
+        ));
+        assert!(check(Counter(0), &h).is_err());
     }
 
     #[test]
