@@ -296,7 +296,6 @@ mod tests {
                 CounterOp::Read,
                 Some(CounterOut::Value(v + 1)),
             ));
-            v += 1;
         }
         assert_eq!(check(Counter(0), &h), Ok(()));
         h.push(op(
