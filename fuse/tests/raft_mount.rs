@@ -9,6 +9,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+const SECRET: &str = "mount-test-secret";
+
 struct Replicas {
     children: Vec<Option<Child>>,
     addrs: Vec<String>,
@@ -45,6 +47,7 @@ fn start_replicas(dir: &std::path::Path) -> Replicas {
             let log = std::fs::File::create(dir.join(format!("replica{id}.log"))).unwrap();
             Some(
                 Command::new(bin())
+                    .env("FERROFS_META_SECRET", SECRET)
                     .args(["meta-server", "--id", &id.to_string(), "--peers", &peers])
                     .args(["--data-dir", dir.join(format!("r{id}")).to_str().unwrap()])
                     .args(["--tick", "50ms"])
@@ -63,14 +66,34 @@ fn a_volume_on_three_replicas_outlives_its_leader() {
     let mut vol = Volume::new();
     let replicas = start_replicas(vol.dir.path());
     let mut replicas = replicas;
-    vol.meta_url = format!("raft://{}", replicas.addrs.join(","));
+    // A wrong secret is refused with a message that says what to do.
+    let wrong = format!("raft://:nope@{}", replicas.addrs.join(","));
+    let o = ferrofs(&[
+        "format",
+        &wrong,
+        "testvol",
+        "--bucket",
+        vol.data.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("refused this client's secret"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("nope"),
+        "the secret is not echoed: {}",
+        stderr(&o)
+    );
+    vol.meta_url = format!("raft://:{SECRET}@{}", replicas.addrs.join(","));
     vol.format();
     vol.mount();
     for i in 0..50 {
         std::fs::write(vol.path(&format!("f{i}")), format!("file {i}")).unwrap();
     }
     let leader = (0..3)
-        .find(|&i| RaftClient::is_leader(&replicas.addrs[i]))
+        .find(|&i| RaftClient::is_leader(&replicas.addrs[i], SECRET.as_bytes()))
         .expect("one replica leads");
     let mut child = replicas.children[leader].take().unwrap();
     child.kill().unwrap(); // SIGKILL

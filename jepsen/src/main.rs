@@ -151,6 +151,7 @@ impl Cluster {
             .open(self.work.join(format!("replica{}.log", r.id)))
             .map_err(|e| e.to_string())?;
         let child = Process::new(&self.bin)
+            .env("FERROFS_META_SECRET", SECRET)
             .args([
                 "meta-server",
                 "--id",
@@ -192,7 +193,7 @@ impl Cluster {
         (0..self.replicas.len()).find(|&i| {
             self.replicas[i].child.is_some()
                 && !self.replicas[i].paused
-                && RaftClient::is_leader(&self.replicas[i].addr)
+                && RaftClient::is_leader(&self.replicas[i].addr, SECRET.as_bytes())
         })
     }
 
@@ -225,6 +226,9 @@ impl Drop for Cluster {
 
 type History = Vec<Operation<CounterOp, CounterOut>>;
 
+/// The cluster's secret (replicas and clients).
+const SECRET: &str = "jepsen-secret";
+
 struct Shared {
     clock: AtomicU64,
     histories: Vec<Mutex<History>>,
@@ -253,7 +257,9 @@ fn value_of(v: &Option<Vec<u8>>) -> u64 {
 
 /// One client: read a counter, then compare-and-set it, over and over.
 fn client(n: u64, addrs: Vec<String>, keys: usize, shared: Arc<Shared>) {
-    let rc = RaftClient::new(addrs).patience(Duration::from_secs(5));
+    let rc = RaftClient::new(addrs)
+        .secret(SECRET.as_bytes())
+        .patience(Duration::from_secs(5));
     let client_id = 1000 + n;
     let mut seq = 1;
     let mut i = n as usize;
@@ -444,7 +450,9 @@ fn run(args: Args) -> Result<bool, String> {
         let _ = w.join();
     }
     // A final read of every counter, after the heal.
-    let rc = RaftClient::new(cluster.addrs()).patience(Duration::from_secs(30));
+    let rc = RaftClient::new(cluster.addrs())
+        .secret(SECRET.as_bytes())
+        .patience(Duration::from_secs(30));
     let mut anomalies = Vec::new();
     for k in 0..args.keys {
         let call = shared.tick();

@@ -154,6 +154,7 @@ fn cluster(tick: Duration) -> (Vec<Option<Server>>, Vec<String>, Vec<tempfile::T
             peers: peers.clone(),
             data_dir: d.path().to_path_buf(),
             tick,
+            secret: Some(b"bench".to_vec()),
         };
         servers.push(Some(Server::start(cfg, l).unwrap()));
         dirs.push(d);
@@ -173,7 +174,10 @@ fn main() {
 
     let tick = Duration::from_millis(100);
     let (mut servers, addrs, _dirs) = cluster(tick);
-    let url = MetaUrl::Raft(addrs.clone());
+    let url = MetaUrl::Raft {
+        addrs: addrs.clone(),
+        secret: Some("bench".into()),
+    };
     let replicated = run(url.open(true).unwrap(), n);
 
     println!("metadata latency, {n} entries in one directory, one client thread, loopback");
@@ -213,7 +217,7 @@ fn main() {
         .unwrap()
         .ino;
     let leader = (0..3)
-        .find(|&i| RaftClient::is_leader(&addrs[i]))
+        .find(|&i| RaftClient::is_leader(&addrs[i], b"bench"))
         .expect("a leader");
     let mut worst = Duration::ZERO;
     let mut last = Instant::now();

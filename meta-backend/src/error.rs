@@ -30,6 +30,10 @@ pub enum MetaError {
     #[error("cannot reach the meta servers at {servers}: start them with `ferrofs meta-server` (a majority must be up), or check the META-URL")]
     Unreachable { servers: String },
 
+    /// The meta servers refused the secret.
+    #[error("the meta servers at {servers} refused this client's secret: give the volume's secret as raft://:SECRET@host:port,... or in FERROFS_META_SECRET")]
+    Denied { servers: String },
+
     /// A metadata operation failed.
     #[error("metadata operation failed: {0}")]
     Op(#[from] Errno),

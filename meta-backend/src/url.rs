@@ -14,9 +14,17 @@ use std::sync::Arc;
 pub enum MetaUrl {
     /// `sled://PATH`: an embedded sled database in directory `PATH` (made absolute).
     Sled(PathBuf),
-    /// `raft://HOST:PORT,HOST:PORT,...`: a cluster of `ferrofs meta-server` replicas.
-    Raft(Vec<String>),
+    /// `raft://[:SECRET@]HOST:PORT,HOST:PORT,...`: a cluster of `ferrofs meta-server`
+    /// replicas. The secret may come from `FERROFS_META_SECRET` instead (it does not
+    /// show in `ps` that way).
+    Raft {
+        addrs: Vec<String>,
+        secret: Option<String>,
+    },
 }
+
+/// Where a client takes the meta servers' secret from when the URL has none.
+pub const SECRET_ENV: &str = "FERROFS_META_SECRET";
 
 /// Schemes people are likely to try that ferrofs does not speak (yet).
 const LATER: &[&str] = &[
@@ -45,6 +53,16 @@ impl MetaUrl {
                 Ok(MetaUrl::Sled(path))
             }
             "raft" => {
+                let (secret, rest) = match rest.rsplit_once('@') {
+                    Some((user, hosts)) => {
+                        let secret = user.strip_prefix(':').unwrap_or(user);
+                        if secret.is_empty() {
+                            return Err(bad("the secret before '@' is empty".into()));
+                        }
+                        (Some(secret.to_string()), hosts)
+                    }
+                    None => (None, rest),
+                };
                 let addrs: Vec<String> = rest
                     .trim_end_matches('/')
                     .split(',')
@@ -58,7 +76,7 @@ impl MetaUrl {
                         return Err(bad(format!("'{a}' is not HOST:PORT")));
                     }
                 }
-                Ok(MetaUrl::Raft(addrs))
+                Ok(MetaUrl::Raft { addrs, secret })
             }
             s if LATER.contains(&s) => Err(bad(format!("the {s}:// engine is not supported yet"))),
             s => Err(bad(format!("unknown scheme '{s}'"))),
@@ -76,7 +94,13 @@ impl fmt::Display for MetaUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MetaUrl::Sled(p) => write!(f, "sled://{}", p.display()),
-            MetaUrl::Raft(a) => write!(f, "raft://{}", a.join(",")),
+            // The secret is never shown.
+            MetaUrl::Raft { addrs, secret } => write!(
+                f,
+                "raft://{}{}",
+                if secret.is_some() { ":****@" } else { "" },
+                addrs.join(",")
+            ),
         }
     }
 }
@@ -85,17 +109,33 @@ impl fmt::Display for MetaUrl {
 pub fn open(url: &MetaUrl, create: bool) -> Result<Arc<dyn Kv>, MetaError> {
     match url {
         MetaUrl::Sled(dir) => Ok(Arc::new(SledKv::open_with(dir, create)?)),
-        MetaUrl::Raft(addrs) => open_raft(addrs),
+        MetaUrl::Raft { addrs, secret } => {
+            let secret = secret
+                .clone()
+                .or_else(|| std::env::var(SECRET_ENV).ok())
+                .unwrap_or_default();
+            open_raft(addrs, secret.as_bytes())
+        }
     }
 }
 
 /// The optimistic client over a meta-server cluster, once a leader answered.
-fn open_raft(addrs: &[String]) -> Result<Arc<dyn Kv>, MetaError> {
-    let probe = RaftClient::new(addrs.to_vec()).patience(std::time::Duration::from_secs(15));
-    if probe.get(b"setting").is_err() {
-        return Err(MetaError::Unreachable {
-            servers: addrs.join(","),
-        });
+fn open_raft(addrs: &[String], secret: &[u8]) -> Result<Arc<dyn Kv>, MetaError> {
+    let probe = RaftClient::new(addrs.to_vec())
+        .secret(secret)
+        .patience(std::time::Duration::from_secs(15));
+    match probe.get(b"setting") {
+        Ok(_) => {}
+        Err(ferrofs_core::Errno::EACCES) => {
+            return Err(MetaError::Denied {
+                servers: addrs.join(","),
+            })
+        }
+        Err(_) => {
+            return Err(MetaError::Unreachable {
+                servers: addrs.join(","),
+            })
+        }
     }
     // A client id no other client uses: 64 random bits (the replicas key exactly-once
     // records by it).
@@ -110,11 +150,8 @@ fn open_raft(addrs: &[String]) -> Result<Arc<dyn Kv>, MetaError> {
         h.write_u32(std::process::id());
         h.finish() | 1
     };
-    Ok(Arc::new(OptimisticKv::new(
-        RaftClient::new(addrs.to_vec()),
-        id,
-        1,
-    )))
+    let client = RaftClient::new(addrs.to_vec()).secret(secret);
+    Ok(Arc::new(OptimisticKv::new(client, id, 1)))
 }
 
 #[cfg(test)]
@@ -162,16 +199,33 @@ mod tests {
         let u = MetaUrl::parse("raft://10.0.0.1:7001,10.0.0.2:7001,node3:7001").unwrap();
         assert_eq!(
             u,
-            MetaUrl::Raft(vec![
-                "10.0.0.1:7001".into(),
-                "10.0.0.2:7001".into(),
-                "node3:7001".into()
-            ])
+            MetaUrl::Raft {
+                addrs: vec![
+                    "10.0.0.1:7001".into(),
+                    "10.0.0.2:7001".into(),
+                    "node3:7001".into()
+                ],
+                secret: None
+            }
         );
         assert_eq!(
             u.to_string(),
             "raft://10.0.0.1:7001,10.0.0.2:7001,node3:7001"
         );
+        let s = MetaUrl::parse("raft://:hunter2@a:1,b:2").unwrap();
+        assert_eq!(
+            s,
+            MetaUrl::Raft {
+                addrs: vec!["a:1".into(), "b:2".into()],
+                secret: Some("hunter2".into())
+            }
+        );
+        assert_eq!(
+            s.to_string(),
+            "raft://:****@a:1,b:2",
+            "the secret is not shown"
+        );
+        assert!(reason("raft://:@a:1").contains("secret"));
     }
 
     #[test]

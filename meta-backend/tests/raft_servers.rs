@@ -12,6 +12,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+const SECRET: &[u8] = b"test-secret";
+
 struct Cluster {
     servers: BTreeMap<u64, Server>,
     peers: BTreeMap<u64, String>,
@@ -29,6 +31,7 @@ fn start(
         peers: peers.clone(),
         data_dir: dir.to_path_buf(),
         tick: Duration::from_millis(20),
+        secret: Some(SECRET.to_vec()),
     };
     Server::start(cfg, listener).unwrap()
 }
@@ -57,7 +60,10 @@ fn cluster() -> Cluster {
 }
 
 fn url(c: &Cluster) -> MetaUrl {
-    MetaUrl::Raft(c.peers.values().cloned().collect())
+    MetaUrl::Raft {
+        addrs: c.peers.values().cloned().collect(),
+        secret: Some(String::from_utf8(SECRET.to_vec()).unwrap()),
+    }
 }
 
 fn now() -> Timespec {
@@ -87,7 +93,7 @@ fn metadata_over_three_replicas_survives_the_leader_stopping() {
     let leader = c
         .peers
         .iter()
-        .find(|(_, a)| RaftClient::is_leader(a))
+        .find(|(_, a)| RaftClient::is_leader(a, SECRET))
         .map(|(id, _)| *id)
         .expect("a leader");
     c.servers.remove(&leader).unwrap().stop();
@@ -107,6 +113,16 @@ fn metadata_over_three_replicas_survives_the_leader_stopping() {
     assert_eq!(names.len(), 32, "30 dirs, . and ..");
     // A second client sees it all, and a name taken is taken for it too.
     let other = Meta::load(url(&c).open(false).unwrap()).unwrap();
+    // A client without the secret is refused, with a message saying what to do.
+    let stranger = MetaUrl::Raft {
+        addrs: c.peers.values().cloned().collect(),
+        secret: Some("guess".into()),
+    };
+    let e = stranger.open(false).err().expect("refused");
+    assert!(
+        e.to_string().contains("refused this client's secret"),
+        "{e}"
+    );
     let e = other.mkdir(&root, Ino::ROOT, b"d3", 0o755, 0, now());
     assert_eq!(e.err(), Some(ferrofs_core::Errno::EEXIST));
     // The stopped replica comes back; then another one stops, so that nothing can be

@@ -36,7 +36,38 @@ pub fn parse_peers(s: &str) -> Result<BTreeMap<u64, String>, String> {
     Ok(out)
 }
 
+/// The secret from --secret-file or the environment; `None` only with --no-auth.
+fn secret(a: &MetaServerArgs) -> Result<Option<Vec<u8>>, String> {
+    let from_env = std::env::var(ferrofs_meta::url::SECRET_ENV).ok();
+    let secret = match (&a.secret_file, from_env) {
+        (Some(f), _) => {
+            let s = std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read --secret-file {}: {e}", f.display()))?;
+            Some(s.trim_end_matches(['\n', '\r']).to_string())
+        }
+        (None, Some(s)) => Some(s),
+        (None, None) => None,
+    };
+    match (secret, a.no_auth) {
+        (Some(s), false) if s.is_empty() => Err("the secret is empty".into()),
+        (Some(s), false) => Ok(Some(s.into_bytes())),
+        (Some(_), true) => Err("--no-auth and a secret contradict each other: drop one".into()),
+        (None, true) => {
+            tracing::warn!(
+                "--no-auth: any client that reaches this port can read and change all metadata"
+            );
+            Ok(None)
+        }
+        (None, false) => Err(format!(
+            "no secret: give --secret-file FILE or set {} (every client presents the same \
+             secret), or --no-auth on a trusted network",
+            ferrofs_meta::url::SECRET_ENV
+        )),
+    }
+}
+
 pub fn run(a: MetaServerArgs) -> CliResult {
+    let secret = secret(&a)?;
     let peers = parse_peers(&a.peers)?;
     let own = peers.get(&a.id).ok_or_else(|| {
         format!(
@@ -56,6 +87,7 @@ pub fn run(a: MetaServerArgs) -> CliResult {
             peers,
             data_dir: a.data_dir.clone(),
             tick: a.tick,
+            secret,
         },
         listener,
     )?;

@@ -60,7 +60,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Example (three replicas on one machine):\n  ferrofs meta-server --id 1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /var/lib/ferrofs/r1\n  ferrofs meta-server --id 2 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /var/lib/ferrofs/r2\n  ferrofs meta-server --id 3 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /var/lib/ferrofs/r3\n  ferrofs format raft://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 myvol --bucket /var/lib/ferrofs/data"
+    after_help = "Example (three replicas on one machine):\n  ferrofs meta-server --id 1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /var/lib/ferrofs/r1\n  ferrofs meta-server --id 2 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /var/lib/ferrofs/r2\n  ferrofs meta-server --id 3 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 --data-dir /var/lib/ferrofs/r3\n  ferrofs format raft://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 myvol --bucket /var/lib/ferrofs/data\n(with FERROFS_META_SECRET set to the same secret for every command)"
 )]
 pub struct MetaServerArgs {
     /// This replica's id: one of the ids in --peers.
@@ -80,6 +80,14 @@ pub struct MetaServerArgs {
     /// Raft's clock tick: heartbeats every 2 ticks, elections after 10 to 18.
     #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DURATION")]
     pub tick: Duration,
+    /// A file holding the secret every client and replica must prove it knows (clients
+    /// give it as raft://:SECRET@... or in FERROFS_META_SECRET). Default: the
+    /// FERROFS_META_SECRET environment variable.
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Accept clients without a secret (a trusted network only).
+    #[arg(long)]
+    pub no_auth: bool,
 }
 
 #[derive(Args, Debug)]

@@ -61,7 +61,7 @@ pub fn status_json(meta: &Meta) -> Result<String, String> {
 pub fn socket_path(url: &MetaUrl) -> Option<PathBuf> {
     match url {
         MetaUrl::Sled(dir) => Some(dir.join("ferrofs-status.sock")),
-        MetaUrl::Raft(_) => None,
+        MetaUrl::Raft { .. } => None,
     }
 }
 

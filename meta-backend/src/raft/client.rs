@@ -33,6 +33,8 @@ pub struct RaftClient {
     idle: Mutex<HashMap<String, Vec<Conn>>>,
     next_id: AtomicU64,
     patience: Duration,
+    /// The volume's secret, proven to every server on connecting.
+    secret: Vec<u8>,
 }
 
 impl std::fmt::Debug for RaftClient {
@@ -49,7 +51,14 @@ impl RaftClient {
             idle: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             patience: Duration::from_secs(30),
+            secret: Vec::new(),
         }
+    }
+
+    /// The shared secret the servers ask for.
+    pub fn secret(mut self, secret: &[u8]) -> Self {
+        self.secret = secret.to_vec();
+        self
     }
 
     /// How long a call keeps looking for a leader before it fails (default 30 s).
@@ -98,6 +107,14 @@ impl RaftClient {
                     *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = target;
                     return Ok(r);
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    tracing::error!(
+                        server = %target,
+                        "the meta server refused this client's secret: give the volume's secret \
+                         in the META-URL (raft://:SECRET@host:port,...) or FERROFS_META_SECRET"
+                    );
+                    return Err(Errno::EACCES);
+                }
                 Err(e) => {
                     last_error = format!("{target}: {e}");
                     std::thread::sleep(Duration::from_millis(50));
@@ -116,8 +133,8 @@ impl RaftClient {
     }
 
     /// Whether the server at `addr` answers as the leader right now.
-    pub fn is_leader(addr: &str) -> bool {
-        let c = RaftClient::new(vec![addr.to_string()]);
+    pub fn is_leader(addr: &str, secret: &[u8]) -> bool {
+        let c = RaftClient::new(vec![addr.to_string()]).secret(secret);
         matches!(
             c.call_once(addr, &Request::Get(b"setting".to_vec())),
             Ok(Response::Value(_))
@@ -139,12 +156,11 @@ impl RaftClient {
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let s = connect(addr, Duration::from_secs(1))?;
+                let mut s = connect(addr, Duration::from_secs(1))?;
                 s.set_read_timeout(Some(Duration::from_secs(10)))?;
-                Conn {
-                    reader: BufReader::new(s.try_clone()?),
-                    writer: s,
-                }
+                let mut reader = BufReader::new(s.try_clone()?);
+                wire::answer_challenge(&mut reader, &mut s, &self.secret)?;
+                Conn { reader, writer: s }
             }
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -154,6 +170,12 @@ impl RaftClient {
             &wire::encode_request(id, req),
         )?;
         let (kind, body) = wire::read_frame(&mut conn.reader)?;
+        if kind == wire::KIND_DENIED {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the server refused the secret",
+            ));
+        }
         if kind != wire::KIND_RESPONSE {
             return Err(std::io::Error::other("not a response"));
         }

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Raft's clock: heartbeats every 2 ticks, elections after 10 to 20.
     pub tick: Duration,
+    /// The shared secret every client and peer must prove it knows (`None`: anyone
+    /// may connect; only for a trusted network).
+    pub secret: Option<Vec<u8>>,
 }
 
 /// Waiting requests are failed (the client tries again) after this long.
@@ -84,7 +87,7 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let peers = spawn_peer_senders(&cfg, &stop);
-        spawn_listener(listener, tx, stop.clone());
+        spawn_listener(listener, tx, stop.clone(), cfg.secret.clone().map(Arc::new));
         let s = stop.clone();
         let driver = thread::Builder::new()
             .name(format!("raft-{}", cfg.id))
@@ -118,7 +121,12 @@ impl Server {
     }
 }
 
-fn spawn_listener(listener: TcpListener, tx: Sender<Event>, stop: Arc<AtomicBool>) {
+fn spawn_listener(
+    listener: TcpListener,
+    tx: Sender<Event>,
+    stop: Arc<AtomicBool>,
+    secret: Option<Arc<Vec<u8>>>,
+) {
     thread::spawn(move || {
         for conn in listener.incoming() {
             if stop.load(Ordering::SeqCst) {
@@ -126,14 +134,44 @@ fn spawn_listener(listener: TcpListener, tx: Sender<Event>, stop: Arc<AtomicBool
             }
             let Ok(conn) = conn else { continue };
             let _ = conn.set_nodelay(true);
-            let (tx, stop) = (tx.clone(), stop.clone());
-            thread::spawn(move || serve_connection(conn, tx, stop));
+            let (tx, stop, secret) = (tx.clone(), stop.clone(), secret.clone());
+            thread::spawn(move || serve_connection(conn, tx, stop, secret));
         }
     });
 }
 
+/// The server side of the handshake (see `wire`): challenge, proof, or denied.
+fn authenticate(conn: &mut TcpStream, secret: Option<&[u8]>) -> bool {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(ch) = wire::challenge() else {
+        return false;
+    };
+    if wire::write_frame(conn, wire::KIND_CHALLENGE, &ch).is_err() {
+        return false;
+    }
+    let ok = match wire::read_frame(conn) {
+        Ok((wire::KIND_HELLO, p)) => secret.is_none_or(|s| wire::verify(s, &ch, &p)),
+        _ => false,
+    };
+    if !ok {
+        let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::warn!(peer = %peer, "refused a connection that did not prove the volume's secret");
+        let _ = wire::write_frame(conn, wire::KIND_DENIED, b"wrong secret");
+    }
+    let _ = conn.set_read_timeout(None);
+    ok
+}
+
 /// Reads frames from one connection until it closes or sends something bad.
-fn serve_connection(conn: TcpStream, tx: Sender<Event>, stop: Arc<AtomicBool>) {
+fn serve_connection(
+    mut conn: TcpStream,
+    tx: Sender<Event>,
+    stop: Arc<AtomicBool>,
+    secret: Option<Arc<Vec<u8>>>,
+) {
+    if !authenticate(&mut conn, secret.as_deref().map(|s| s.as_slice())) {
+        return;
+    }
     let Ok(mut writer) = conn.try_clone() else {
         return;
     };
@@ -185,13 +223,14 @@ fn spawn_peer_senders(
         }
         let (tx, rx) = mpsc::sync_channel::<Message>(4096);
         let (addr, stop) = (addr.clone(), stop.clone());
-        thread::spawn(move || peer_sender(addr, rx, stop));
+        let secret = cfg.secret.clone().unwrap_or_default();
+        thread::spawn(move || peer_sender(addr, rx, stop, secret));
         out.insert(id, tx);
     }
     out
 }
 
-fn peer_sender(addr: String, rx: Receiver<Message>, stop: Arc<AtomicBool>) {
+fn peer_sender(addr: String, rx: Receiver<Message>, stop: Arc<AtomicBool>, secret: Vec<u8>) {
     let mut conn: Option<TcpStream> = None;
     let mut retry_at = Instant::now();
     for m in rx {
@@ -199,7 +238,14 @@ fn peer_sender(addr: String, rx: Receiver<Message>, stop: Arc<AtomicBool>) {
             return;
         }
         if conn.is_none() && Instant::now() >= retry_at {
-            conn = connect(&addr, Duration::from_millis(500)).ok();
+            conn = connect(&addr, Duration::from_millis(500))
+                .and_then(|mut c| {
+                    c.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    let mut r = c.try_clone()?;
+                    wire::answer_challenge(&mut r, &mut c, &secret)?;
+                    Ok(c)
+                })
+                .ok();
             if conn.is_none() {
                 retry_at = Instant::now() + Duration::from_millis(100);
             }

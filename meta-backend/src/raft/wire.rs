@@ -17,6 +17,12 @@
 //!            status 2 failed here, try again: bytes message
 //! bytes    = len u32 | len bytes
 //! ```
+//!
+//! Before anything else on a connection the server sends `kind 4` (a challenge: 32
+//! random bytes) and the connecting side answers `kind 5` with
+//! HMAC-SHA256(secret, "ferrofs-meta-1" | challenge). A wrong proof gets `kind 6`
+//! (denied) and the connection is closed, so the secret never crosses the network and
+//! an old proof is worth nothing on a new connection.
 
 use ferrofs_core::kv::KvPair;
 use ferrofs_core::replica::{Command, Outcome};
@@ -28,6 +34,45 @@ pub const MAX_FRAME: usize = 64 << 20;
 pub const KIND_RAFT: u8 = 1;
 pub const KIND_REQUEST: u8 = 2;
 pub const KIND_RESPONSE: u8 = 3;
+pub const KIND_CHALLENGE: u8 = 4;
+pub const KIND_HELLO: u8 = 5;
+pub const KIND_DENIED: u8 = 6;
+
+/// A fresh challenge.
+pub fn challenge() -> io::Result<[u8; 32]> {
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b)
+}
+
+/// The proof of knowing `secret` for `challenge`.
+pub fn proof(secret: &[u8], challenge: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key");
+    m.update(b"ferrofs-meta-1");
+    m.update(challenge);
+    m.finalize().into_bytes().to_vec()
+}
+
+/// Whether `proof` proves `secret` for `challenge` (in constant time).
+pub fn verify(secret: &[u8], challenge: &[u8], proof: &[u8]) -> bool {
+    use hmac::{KeyInit, Mac};
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key");
+    m.update(b"ferrofs-meta-1");
+    m.update(challenge);
+    m.verify_slice(proof).is_ok()
+}
+
+/// The connecting side of the handshake: reads the challenge, sends the proof.
+pub fn answer_challenge(r: &mut impl Read, w: &mut impl Write, secret: &[u8]) -> io::Result<()> {
+    let (kind, ch) = read_frame(r)?;
+    if kind != KIND_CHALLENGE {
+        return Err(bad(
+            "the server did not start with a challenge (not a ferrofs meta server?)",
+        ));
+    }
+    write_frame(w, KIND_HELLO, &proof(secret, &ch))
+}
 
 /// What a client asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +283,17 @@ mod tests {
     use super::*;
     use ferrofs_core::kv::WriteSet;
     use ferrofs_core::replica::RequestId;
+
+    #[test]
+    fn proofs_need_the_secret_and_the_challenge() {
+        let (a, b) = (challenge().unwrap(), challenge().unwrap());
+        assert_ne!(a, b);
+        let p = proof(b"s3cret", &a);
+        assert!(verify(b"s3cret", &a, &p));
+        assert!(!verify(b"other", &a, &p), "another secret");
+        assert!(!verify(b"s3cret", &b, &p), "a replayed proof");
+        assert!(!verify(b"s3cret", &a, &p[..31]), "a truncated proof");
+    }
 
     #[test]
     fn requests_and_responses_round_trip() {
