@@ -22,6 +22,11 @@ pub trait Txn {
     fn delete(&mut self, key: &[u8]);
     /// Keys in `[start, end)` in ascending order, at most `limit` of them.
     fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>>;
+    /// Several keys at once: what `get` of each returns, in order. A remote engine
+    /// answers them in one round trip.
+    fn get_many(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 }
 
 /// A metadata engine. Transactions are serializable: the engine runs `f` against a
@@ -75,12 +80,19 @@ impl Txn for ReadOnly<'_> {
     fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>> {
         self.0.scan(start, end, limit)
     }
+    fn get_many(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.0.get_many(keys)
+    }
 }
 
 /// What a read view of an engine offers [`BufferedTxn`].
 pub trait ReadView {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>>;
+    /// Several keys at once (see [`Txn::get_many`]).
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 }
 
 /// The writes of a transaction: key → `Some(value)` to set, `None` to delete.
@@ -120,6 +132,22 @@ impl<V: ReadView + ?Sized> Txn for BufferedTxn<'_, V> {
 
     fn delete(&mut self, key: &[u8]) {
         self.writes.insert(key.to_vec(), None);
+    }
+
+    fn get_many(&mut self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        // The transaction's own writes answer first; the rest go to the view at once.
+        let missing: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|k| !self.writes.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut fetched = self.view.get_many(&missing)?.into_iter();
+        keys.iter()
+            .map(|k| match self.writes.get(k) {
+                Some(w) => Ok(w.clone()),
+                None => fetched.next().ok_or(Errno::EIO),
+            })
+            .collect()
     }
 
     fn scan(&mut self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>> {
@@ -302,6 +330,27 @@ mod tests {
         assert_eq!(keys, vec![6, 7, 8]);
         let all = read(&kv, |t| t.scan(b"k", b"l", 100)).unwrap();
         assert_eq!(all.len(), 5);
+    }
+
+    #[test]
+    fn get_many_sees_own_writes_and_the_view_in_order() {
+        let kv = MemKv::new();
+        txn(&kv, |t| {
+            t.set(b"a", b"1");
+            t.set(b"b", b"2");
+            Ok(())
+        })
+        .unwrap();
+        let got = txn(&kv, |t| {
+            t.delete(b"a");
+            t.set(b"c", b"3");
+            t.get_many(&[b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()])
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![None, Some(b"2".to_vec()), Some(b"3".to_vec()), None]
+        );
     }
 
     #[test]

@@ -124,7 +124,7 @@ fn open_raft(addrs: &[String], secret: &[u8]) -> Result<Arc<dyn Kv>, MetaError> 
     let probe = RaftClient::new(addrs.to_vec())
         .secret(secret)
         .patience(std::time::Duration::from_secs(15));
-    match probe.get(b"setting") {
+    match probe.get(b"setting", true) {
         Ok(_) => {}
         Err(ferrofs_core::Errno::EACCES) => {
             return Err(MetaError::Denied {

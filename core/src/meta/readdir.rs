@@ -2,9 +2,9 @@
 //! (≥ 3). A call lists at most `limit` entries after cookie `offset` with one range
 //! scan of the directory's `E` keys, so a directory is never loaded whole.
 
-use super::attr_codec::Inode;
+use super::attr_codec::{decode_entry, decode_inode, Inode};
 use super::keys;
-use super::store::{get_entry, load, load_dir};
+use super::store::{load, load_dir};
 use super::Meta;
 use crate::errno::{Errno, Result};
 use crate::kv::{self, Txn};
@@ -47,19 +47,35 @@ impl Meta {
             };
             let start = keys::dir_index(ino, from);
             let end = keys::dir_index_end(ino);
-            for (k, name) in t.scan(&start, &end, want)? {
+            // A page in three reads, whatever its length: the names, their entries,
+            // and (readdirplus) their attributes, each batch at once.
+            let names = t.scan(&start, &end, want)?;
+            let dentry_keys: Vec<Vec<u8>> =
+                names.iter().map(|(_, n)| keys::dentry(ino, n)).collect();
+            let mut found = Vec::with_capacity(names.len());
+            for ((k, name), v) in names.into_iter().zip(t.get_many(&dentry_keys)?) {
                 let seq = keys::seq_of_dir_index(&k).ok_or(Errno::EIO)?;
-                let Some(e) = get_entry(t, ino, &name)? else {
-                    continue;
-                };
-                if e.seq != seq {
-                    continue;
+                let Some(v) = v else { continue };
+                let e = decode_entry(&v)?;
+                if e.seq == seq {
+                    found.push((name, e, seq));
                 }
-                let attr = if plus {
-                    Some(load(t, e.ino)?.attr)
-                } else {
-                    None
-                };
+            }
+            let attrs = if plus {
+                let attr_keys: Vec<Vec<u8>> =
+                    found.iter().map(|(_, e, _)| keys::attr(e.ino)).collect();
+                t.get_many(&attr_keys)?
+                    .into_iter()
+                    .zip(&found)
+                    .map(|(v, (_, e, _))| match v {
+                        Some(v) => decode_inode(e.ino, &v).map(|n| Some(n.attr)),
+                        None => Err(Errno::ENOENT),
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            } else {
+                vec![None; found.len()]
+            };
+            for ((name, e, seq), attr) in found.into_iter().zip(attrs) {
                 out.push(DirEntry {
                     name,
                     ino: e.ino,

@@ -25,11 +25,11 @@ impl LocalReplica {
 }
 
 impl Remote for LocalReplica {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn get(&self, key: &[u8], _fresh: bool) -> Result<Option<Vec<u8>>> {
         kv::read(&*self.engine, |t| t.get(key))
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>> {
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize, _fresh: bool) -> Result<Vec<KvPair>> {
         kv::read(&*self.engine, |t| t.scan(start, end, limit))
     }
 

@@ -12,6 +12,12 @@
 //! - an error decided on several reads is returned only once the same check passes, so
 //!   a torn view never becomes an answer.
 //!
+//! Reads need not be linearizable one by one, only the transaction as a whole: a
+//! commit re-checks every read, and [`Remote::check`] confirms several at one
+//! linearizable moment. So only the first read of a read-only transaction asks for a
+//! linearizable (`fresh`) read — a transaction of one read is then done — and every
+//! other read takes what the leader has applied, which saves a quorum round per read.
+//!
 //! Request ids are `(client, seq)`; every command says below which seq this client has
 //! all its answers, so replicas keep few records.
 
@@ -28,10 +34,15 @@ pub const MAX_ATTEMPTS: usize = 64;
 /// What a client needs of the replicated engine (the shells: an RPC client, or the
 /// simulator's network).
 pub trait Remote: Send + Sync {
-    /// A linearizable read of one key.
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// A linearizable range read.
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>>;
+    /// A read of one key: linearizable if `fresh`, else as the leader has applied it
+    /// (possibly a little behind).
+    fn get(&self, key: &[u8], fresh: bool) -> Result<Option<Vec<u8>>>;
+    /// A range read, linearizable if `fresh`.
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize, fresh: bool) -> Result<Vec<KvPair>>;
+    /// Several keys as the leader has applied them, in one round trip.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k, false)).collect()
+    }
     /// Whether all of `reads` hold at one linearizable moment.
     fn check(&self, reads: &[ReadCheck]) -> Result<bool>;
     /// Orders and applies `cmd`, and returns its outcome. If an answer is lost, the
@@ -43,11 +54,23 @@ pub trait Remote: Send + Sync {
 struct RecordingView<'a, R: Remote + ?Sized> {
     remote: &'a R,
     reads: Mutex<Vec<ReadCheck>>,
+    /// Whether the first read is to be linearizable (read-only transactions).
+    fresh_first: bool,
 }
 
 impl<R: Remote + ?Sized> RecordingView<'_, R> {
     fn record(&self, r: ReadCheck) {
         self.reads.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    }
+
+    /// Whether the next read is to be linearizable.
+    fn fresh(&self) -> bool {
+        self.fresh_first
+            && self
+                .reads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
     }
 
     fn into_reads(self) -> Vec<ReadCheck> {
@@ -57,7 +80,7 @@ impl<R: Remote + ?Sized> RecordingView<'_, R> {
 
 impl<R: Remote + ?Sized> ReadView for RecordingView<'_, R> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let v = self.remote.get(key)?;
+        let v = self.remote.get(key, self.fresh())?;
         self.record(ReadCheck::Get {
             key: key.to_vec(),
             digest: v.as_deref().map(digest_value),
@@ -65,9 +88,29 @@ impl<R: Remote + ?Sized> ReadView for RecordingView<'_, R> {
         Ok(v)
     }
 
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.len() == 1 {
+            // Possibly the one fresh read of the transaction.
+            return Ok(vec![self.get(&keys[0])?]);
+        }
+        let values = self.remote.get_many(keys)?;
+        if values.len() != keys.len() {
+            return Err(Errno::EIO);
+        }
+        for (k, v) in keys.iter().zip(&values) {
+            self.record(ReadCheck::Get {
+                key: k.clone(),
+                digest: v.as_deref().map(digest_value),
+            });
+        }
+        Ok(values)
+    }
+
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>> {
         let limit32 = limit.min(u32::MAX as usize) as u32;
-        let pairs = self.remote.scan(start, end, limit32 as usize)?;
+        let pairs = self
+            .remote
+            .scan(start, end, limit32 as usize, self.fresh())?;
         self.record(ReadCheck::Scan {
             start: start.to_vec(),
             end: end.to_vec(),
@@ -155,9 +198,10 @@ impl<R: Remote> OptimisticKv<R> {
         }
     }
 
-    /// Whether a run's reads were of one moment (trivially so for one read).
-    fn consistent(&self, reads: &[ReadCheck]) -> Result<bool> {
-        if reads.len() <= 1 {
+    /// Whether a run's reads were of one linearizable moment: trivially so for none,
+    /// or for one fresh read; else the remote checks them.
+    fn consistent(&self, reads: &[ReadCheck], fresh_first: bool) -> Result<bool> {
+        if reads.is_empty() || (reads.len() == 1 && fresh_first) {
             return Ok(true);
         }
         self.remote.check(reads)
@@ -168,6 +212,7 @@ impl<R: Remote> OptimisticKv<R> {
             let view = RecordingView {
                 remote: &self.remote,
                 reads: Mutex::new(Vec::new()),
+                fresh_first: read_only,
             };
             let (result, writes) = {
                 let mut t = BufferedTxn::new(&view);
@@ -177,12 +222,12 @@ impl<R: Remote> OptimisticKv<R> {
             let reads = view.into_reads();
             match result {
                 Err(e) => {
-                    if self.consistent(&reads)? {
+                    if self.consistent(&reads, read_only)? {
                         return Err(e);
                     }
                 }
                 Ok(()) if read_only || writes.is_empty() => {
-                    if self.consistent(&reads)? {
+                    if self.consistent(&reads, read_only)? {
                         return Ok(());
                     }
                 }

@@ -199,21 +199,35 @@ fn unexpected(r: Response) -> Errno {
 }
 
 impl Remote for RaftClient {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.call(&Request::Get(key.to_vec()))? {
+    fn get(&self, key: &[u8], fresh: bool) -> Result<Option<Vec<u8>>> {
+        let req = if fresh {
+            Request::Get(key.to_vec())
+        } else {
+            Request::GetApplied(key.to_vec())
+        };
+        match self.call(&req)? {
             Response::Value(v) => Ok(v),
             r => Err(unexpected(r)),
         }
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>> {
-        let req = Request::Scan {
-            start: start.to_vec(),
-            end: end.to_vec(),
-            limit: limit.min(u32::MAX as usize) as u32,
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize, fresh: bool) -> Result<Vec<KvPair>> {
+        let (start, end) = (start.to_vec(), end.to_vec());
+        let limit = limit.min(u32::MAX as usize) as u32;
+        let req = if fresh {
+            Request::Scan { start, end, limit }
+        } else {
+            Request::ScanApplied { start, end, limit }
         };
         match self.call(&req)? {
             Response::Pairs(p) => Ok(p),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        match self.call(&Request::GetManyApplied(keys.to_vec()))? {
+            Response::Values(v) if v.len() == keys.len() => Ok(v),
             r => Err(unexpected(r)),
         }
     }

@@ -83,15 +83,26 @@ impl Server {
             heartbeat_ticks: 2,
         };
         let engine: Arc<dyn Kv> = kv;
-        let replica = Replica::new(&rcfg, log, engine).map_err(|e| e.to_string())?;
+        let replica = Replica::new(&rcfg, log, engine.clone()).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let peers = spawn_peer_senders(&cfg, &stop);
-        spawn_listener(listener, tx, stop.clone(), cfg.secret.clone().map(Arc::new));
+        let shared = Arc::new(Shared {
+            engine,
+            leading: AtomicBool::new(false),
+            leader: std::sync::Mutex::new(String::new()),
+        });
+        spawn_listener(
+            listener,
+            tx,
+            stop.clone(),
+            cfg.secret.clone().map(Arc::new),
+            shared.clone(),
+        );
         let s = stop.clone();
         let driver = thread::Builder::new()
             .name(format!("raft-{}", cfg.id))
-            .spawn(move || Driver::new(cfg, replica, peers).run(rx, &s))
+            .spawn(move || Driver::new(cfg, replica, peers, shared).run(rx, &s))
             .map_err(|e| e.to_string())?;
         tracing::info!(addr = %addr, "meta server replica started");
         Ok(Server {
@@ -121,11 +132,21 @@ impl Server {
     }
 }
 
+/// What connection threads may know without asking the driver: the engine (for reads
+/// of the applied state) and whether this replica leads.
+struct Shared {
+    engine: Arc<dyn Kv>,
+    leading: AtomicBool,
+    /// The leader's address ("" unknown).
+    leader: std::sync::Mutex<String>,
+}
+
 fn spawn_listener(
     listener: TcpListener,
     tx: Sender<Event>,
     stop: Arc<AtomicBool>,
     secret: Option<Arc<Vec<u8>>>,
+    shared: Arc<Shared>,
 ) {
     thread::spawn(move || {
         for conn in listener.incoming() {
@@ -134,8 +155,9 @@ fn spawn_listener(
             }
             let Ok(conn) = conn else { continue };
             let _ = conn.set_nodelay(true);
-            let (tx, stop, secret) = (tx.clone(), stop.clone(), secret.clone());
-            thread::spawn(move || serve_connection(conn, tx, stop, secret));
+            let (tx, stop, secret, shared) =
+                (tx.clone(), stop.clone(), secret.clone(), shared.clone());
+            thread::spawn(move || serve_connection(conn, tx, stop, secret, shared));
         }
     });
 }
@@ -168,19 +190,22 @@ fn serve_connection(
     tx: Sender<Event>,
     stop: Arc<AtomicBool>,
     secret: Option<Arc<Vec<u8>>>,
+    shared: Arc<Shared>,
 ) {
     if !authenticate(&mut conn, secret.as_deref().map(|s| s.as_slice())) {
         return;
     }
-    let Ok(mut writer) = conn.try_clone() else {
+    let Ok(writer) = conn.try_clone() else {
         return;
     };
+    let writer = Arc::new(std::sync::Mutex::new(writer));
     let (reply_tx, reply_rx) = mpsc::channel::<Vec<u8>>();
-    let stop_w = stop.clone();
+    let (stop_w, w) = (stop.clone(), writer.clone());
     thread::spawn(move || {
         for body in reply_rx {
+            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
             if stop_w.load(Ordering::SeqCst)
-                || wire::write_frame(&mut writer, wire::KIND_RESPONSE, &body).is_err()
+                || wire::write_frame(&mut *w, wire::KIND_RESPONSE, &body).is_err()
             {
                 return;
             }
@@ -194,6 +219,26 @@ fn serve_connection(
                 Err(_) => break,
             },
             Ok((wire::KIND_REQUEST, body)) => match wire::decode_request(&body) {
+                // Reads of the applied state need no Raft: answered here, at once.
+                Ok((
+                    id,
+                    req @ (Request::GetApplied(_)
+                    | Request::ScanApplied { .. }
+                    | Request::GetManyApplied(_)),
+                )) => {
+                    let resp = if shared.leading.load(Ordering::Acquire) {
+                        serve_read(&*shared.engine, &req)
+                    } else {
+                        let leader = shared.leader.lock().unwrap_or_else(|e| e.into_inner());
+                        Response::NotLeader(leader.clone())
+                    };
+                    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+                    let body = wire::encode_response(id, &resp);
+                    if wire::write_frame(&mut *w, wire::KIND_RESPONSE, &body).is_err() {
+                        break;
+                    }
+                    continue;
+                }
                 Ok((id, req)) => Event::Request {
                     id,
                     req,
@@ -283,6 +328,7 @@ struct Waiting {
 }
 
 struct Driver {
+    shared: Arc<Shared>,
     cfg: ServerConfig,
     replica: Replica<SledLog>,
     peers: HashMap<u64, SyncSender<Message>>,
@@ -300,8 +346,10 @@ impl Driver {
         cfg: ServerConfig,
         replica: Replica<SledLog>,
         peers: HashMap<u64, SyncSender<Message>>,
+        shared: Arc<Shared>,
     ) -> Self {
         Driver {
+            shared,
             cfg,
             replica,
             peers,
@@ -367,6 +415,10 @@ impl Driver {
                         Ok(()) => self.commits.entry(cmd.id).or_default().push(w),
                         Err(e) => answer(&w, &Response::Retry(e.to_string())),
                     },
+                    // Reads a later commit or check will confirm: what is applied now.
+                    read @ (Request::GetApplied(_)
+                    | Request::ScanApplied { .. }
+                    | Request::GetManyApplied(_)) => answer(&w, &self.serve(&read)),
                     read => {
                         let ctx = self.next_ctx;
                         self.next_ctx += 1;
@@ -411,6 +463,13 @@ impl Driver {
             }
         }
         let leader = self.replica.is_leader();
+        self.shared.leading.store(leader, Ordering::Release);
+        let addr = self.leader_addr();
+        let mut known = self.shared.leader.lock().unwrap_or_else(|e| e.into_inner());
+        if *known != addr {
+            *known = addr;
+        }
+        drop(known);
         if self.was_leader && !leader {
             // Whatever was waiting may or may not commit: the clients ask again (the
             // same request id, so a commit applies once).
@@ -422,18 +481,7 @@ impl Driver {
 
     /// A read, on this replica's engine, at an applied index past its read index.
     fn serve(&self, req: &Request) -> Response {
-        let engine = self.replica.engine();
-        let r = match req {
-            Request::Get(k) => kv::read(&**engine, |t| t.get(k)).map(Response::Value),
-            Request::Scan { start, end, limit } => {
-                kv::read(&**engine, |t| t.scan(start, end, *limit as usize)).map(Response::Pairs)
-            }
-            Request::Check(cmd) => {
-                kv::read(&**engine, |t| reads_hold(t, &cmd.reads)).map(Response::Holds)
-            }
-            Request::Commit(_) => return Response::Retry("not a read".into()),
-        };
-        r.unwrap_or_else(|e| Response::Retry(format!("engine error: {e}")))
+        serve_read(&**self.replica.engine(), req)
     }
 
     fn fail_all(&mut self, why: &str) {
@@ -476,4 +524,22 @@ impl Driver {
 
 fn answer(w: &Waiting, r: &Response) {
     let _ = w.reply.send(wire::encode_response(w.id, r));
+}
+
+/// A read of `engine`'s applied state.
+fn serve_read(engine: &dyn Kv, req: &Request) -> Response {
+    let r = match req {
+        Request::Get(k) | Request::GetApplied(k) => {
+            kv::read(engine, |t| t.get(k)).map(Response::Value)
+        }
+        Request::Scan { start, end, limit } | Request::ScanApplied { start, end, limit } => {
+            kv::read(engine, |t| t.scan(start, end, *limit as usize)).map(Response::Pairs)
+        }
+        Request::Check(cmd) => kv::read(engine, |t| reads_hold(t, &cmd.reads)).map(Response::Holds),
+        Request::GetManyApplied(keys) => {
+            kv::read(engine, |t| t.get_many(keys)).map(Response::Values)
+        }
+        Request::Commit(_) => return Response::Retry("not a read".into()),
+    };
+    r.unwrap_or_else(|e| Response::Retry(format!("engine error: {e}")))
 }

@@ -10,8 +10,12 @@
 //!            op 2 scan   bytes start | bytes end | limit u32
 //!            op 3 check  a command holding only reads (core::replica::Command)
 //!            op 4 commit a command
+//!            op 5 get, op 6 scan, as the leader has applied (no read index: part of
+//!                 a transaction whose reads are checked later)
+//!            op 7 get-many as applied: n u32, n × bytes key
 //! kind 3   = response: id u64 | status u8 | payload
 //!            status 0 ok: get: present u8 [bytes value]; scan: n u32, n × (bytes k, bytes v);
+//!                         get-many: n u32, n × (present u8 [bytes value]);
 //!                         check: holds u8; commit: outcome u8
 //!            status 1 not the leader: bytes leader address ("" unknown)
 //!            status 2 failed here, try again: bytes message
@@ -85,12 +89,23 @@ pub enum Request {
     },
     Check(Command),
     Commit(Command),
+    /// `Get` as the leader has applied it, without confirming leadership.
+    GetApplied(Vec<u8>),
+    /// `Scan` as the leader has applied it.
+    ScanApplied {
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: u32,
+    },
+    /// Several keys as the leader has applied them.
+    GetManyApplied(Vec<Vec<u8>>),
 }
 
 /// What a server answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
     Value(Option<Vec<u8>>),
+    Values(Vec<Option<Vec<u8>>>),
     Pairs(Vec<KvPair>),
     Holds(bool),
     Outcome(Outcome),
@@ -185,6 +200,23 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
             out.push(4);
             out.extend_from_slice(&c.encode());
         }
+        Request::GetApplied(k) => {
+            out.push(5);
+            put_bytes(&mut out, k);
+        }
+        Request::ScanApplied { start, end, limit } => {
+            out.push(6);
+            put_bytes(&mut out, start);
+            put_bytes(&mut out, end);
+            out.extend_from_slice(&limit.to_be_bytes());
+        }
+        Request::GetManyApplied(keys) => {
+            out.push(7);
+            out.extend_from_slice(&(keys.len() as u32).to_be_bytes());
+            for k in keys {
+                put_bytes(&mut out, k);
+            }
+        }
     }
     out
 }
@@ -202,6 +234,20 @@ pub fn decode_request(b: &[u8]) -> io::Result<(u64, Request)> {
         },
         3 => Request::Check(command(c.0)?),
         4 => Request::Commit(command(c.0)?),
+        5 => Request::GetApplied(c.bytes()?),
+        6 => Request::ScanApplied {
+            start: c.bytes()?,
+            end: c.bytes()?,
+            limit: c.u32()?,
+        },
+        7 => {
+            let n = c.u32()? as usize;
+            let mut keys = Vec::with_capacity(n.min(4096));
+            for _ in 0..n {
+                keys.push(c.bytes()?);
+            }
+            Request::GetManyApplied(keys)
+        }
         _ => return Err(bad("unknown request")),
     };
     Ok((id, req))
@@ -218,6 +264,19 @@ pub fn encode_response(id: u64, resp: &Response) -> Vec<u8> {
                     put_bytes(&mut out, v);
                 }
                 None => out.push(0),
+            }
+        }
+        Response::Values(vs) => {
+            out.push(0);
+            out.extend_from_slice(&(vs.len() as u32).to_be_bytes());
+            for v in vs {
+                match v {
+                    Some(v) => {
+                        out.push(1);
+                        put_bytes(&mut out, v);
+                    }
+                    None => out.push(0),
+                }
             }
         }
         Response::Pairs(pairs) => {
@@ -254,11 +313,11 @@ pub fn decode_response(b: &[u8], req: &Request) -> io::Result<(u64, Response)> {
     let id = c.u64()?;
     let resp = match c.u8()? {
         0 => match req {
-            Request::Get(_) => Response::Value(match c.u8()? {
+            Request::Get(_) | Request::GetApplied(_) => Response::Value(match c.u8()? {
                 0 => None,
                 _ => Some(c.bytes()?),
             }),
-            Request::Scan { .. } => {
+            Request::Scan { .. } | Request::ScanApplied { .. } => {
                 let n = c.u32()? as usize;
                 let mut pairs = Vec::with_capacity(n.min(4096));
                 for _ in 0..n {
@@ -267,6 +326,17 @@ pub fn decode_response(b: &[u8], req: &Request) -> io::Result<(u64, Response)> {
                 Response::Pairs(pairs)
             }
             Request::Check(_) => Response::Holds(c.u8()? != 0),
+            Request::GetManyApplied(_) => {
+                let n = c.u32()? as usize;
+                let mut vs = Vec::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    vs.push(match c.u8()? {
+                        0 => None,
+                        _ => Some(c.bytes()?),
+                    });
+                }
+                Response::Values(vs)
+            }
             Request::Commit(_) => Response::Outcome(
                 Outcome::from_code(c.u8()?).ok_or_else(|| bad("unknown outcome"))?,
             ),
@@ -312,6 +382,13 @@ mod tests {
             },
             Request::Check(cmd.clone()),
             Request::Commit(cmd),
+            Request::GetApplied(b"k".to_vec()),
+            Request::ScanApplied {
+                start: b"a".to_vec(),
+                end: b"b".to_vec(),
+                limit: 1,
+            },
+            Request::GetManyApplied(vec![b"x".to_vec(), b"y".to_vec()]),
         ];
         for (i, r) in reqs.iter().enumerate() {
             assert_eq!(
@@ -330,6 +407,7 @@ mod tests {
             (&reqs[3], Response::Outcome(Outcome::Conflict)),
             (&reqs[3], Response::NotLeader("127.0.0.1:1".into())),
             (&reqs[1], Response::Retry("lost leadership".into())),
+            (&reqs[6], Response::Values(vec![Some(b"1".to_vec()), None])),
         ];
         for (req, resp) in cases {
             assert_eq!(

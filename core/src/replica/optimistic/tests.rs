@@ -27,11 +27,11 @@ impl Local {
 }
 
 impl Remote for Local {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn get(&self, key: &[u8], _fresh: bool) -> Result<Option<Vec<u8>>> {
         self.hook();
         kv::read(&*self.engine, |t| t.get(key))
     }
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>> {
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize, _fresh: bool) -> Result<Vec<KvPair>> {
         self.hook();
         kv::read(&*self.engine, |t| t.scan(start, end, limit))
     }
