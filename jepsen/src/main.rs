@@ -2,7 +2,10 @@
 //!
 //! Three `ferrofs meta-server` processes on loopback; concurrent clients (threads of
 //! this process, each with its own `RaftClient`, as mounts have) read counters and
-//! compare-and-set them (one optimistic command: "if it is v, make it v + 1"); a
+//! compare-and-set them (one optimistic command: "if it is v, make it v + 1"). Half of
+//! the clients go through `OptimisticKv`, the engine mounts use: an increment is a
+//! transaction (its read from the leader's applied state, confirmed by the commit,
+//! retried on conflict) and a read is a read-only transaction; a
 //! nemesis kills replicas with SIGKILL and restarts them, and pauses the leader with
 //! SIGSTOP/SIGCONT. Every operation is recorded (call, return, result). At the end
 //! everything is healed, each counter is read once more, and each counter's history
@@ -255,6 +258,72 @@ fn value_of(v: &Option<Vec<u8>>) -> u64 {
         .unwrap_or(0)
 }
 
+/// A client through `OptimisticKv` (what a mount uses): read-only transactions and
+/// increment transactions.
+fn optimistic_client(n: u64, addrs: Vec<String>, keys: usize, shared: Arc<Shared>) {
+    use ferrofs_core::kv::{self, Kv};
+    use ferrofs_core::replica::OptimisticKv;
+    let rc = RaftClient::new(addrs)
+        .secret(SECRET.as_bytes())
+        .patience(Duration::from_secs(5));
+    let engine = OptimisticKv::new(rc, 5000 + n, 1);
+    let engine: &dyn Kv = &engine;
+    let client_id = 5000 + n;
+    let mut i = n as usize;
+    while !shared.stop.load(Ordering::SeqCst) {
+        i += 1;
+        let k = i % keys;
+        let call = shared.tick();
+        if i.is_multiple_of(2) {
+            if let Ok(v) = kv::read(engine, |t| t.get(&key(k))) {
+                let ret = shared.tick();
+                shared.histories[k].lock().unwrap().push(Operation {
+                    client: client_id,
+                    call,
+                    ret: Some(ret),
+                    input: CounterOp::Read,
+                    output: Some(CounterOut::Value(value_of(&v))),
+                });
+                shared.ok.fetch_add(1, Ordering::Relaxed);
+            } else {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        let r = kv::txn(engine, |t| {
+            let v = value_of(&t.get(&key(k))?);
+            t.set(&key(k), &(v + 1).to_be_bytes());
+            Ok(v)
+        });
+        let ret = shared.tick();
+        let op = match r {
+            // It read v and wrote v + 1 atomically: a compare-and-set from v.
+            Ok(from) => {
+                shared.ok.fetch_add(1, Ordering::Relaxed);
+                Operation {
+                    client: client_id,
+                    call,
+                    ret: Some(ret),
+                    input: CounterOp::Cas { from },
+                    output: Some(CounterOut::Swapped(true)),
+                }
+            }
+            // It may have committed, once, at any time from its call on.
+            Err(_) => {
+                shared.unknown.fetch_add(1, Ordering::Relaxed);
+                Operation {
+                    client: client_id,
+                    call,
+                    ret: None,
+                    input: CounterOp::Inc,
+                    output: None,
+                }
+            }
+        };
+        shared.histories[k].lock().unwrap().push(op);
+    }
+}
+
 /// One client: read a counter, then compare-and-set it, over and over.
 fn client(n: u64, addrs: Vec<String>, keys: usize, shared: Arc<Shared>) {
     let rc = RaftClient::new(addrs)
@@ -393,7 +462,11 @@ fn run(args: Args) -> Result<bool, String> {
     let workers: Vec<_> = (0..args.clients as u64)
         .map(|n| {
             let (addrs, s, keys) = (cluster.addrs(), shared.clone(), args.keys);
-            thread::spawn(move || client(n, addrs, keys, s))
+            if n % 2 == 1 {
+                thread::spawn(move || optimistic_client(n, addrs, keys, s))
+            } else {
+                thread::spawn(move || client(n, addrs, keys, s))
+            }
         })
         .collect();
 

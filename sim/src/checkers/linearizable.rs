@@ -191,7 +191,11 @@ pub struct Counter(pub u64);
 #[derive(Clone, Debug)]
 pub enum CounterOp {
     Read,
-    Cas { from: u64 },
+    Cas {
+        from: u64,
+    },
+    /// Add one (a transaction retried until it commits, whose outcome is unknown).
+    Inc,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -210,6 +214,7 @@ impl Model for Counter {
                 (CounterOut::Swapped(true), Counter(from + 1))
             }
             CounterOp::Cas { .. } => (CounterOut::Swapped(false), self.clone()),
+            CounterOp::Inc => (CounterOut::Swapped(true), Counter(self.0 + 1)),
         }
     }
 }
