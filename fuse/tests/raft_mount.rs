@@ -115,6 +115,29 @@ fn a_volume_on_three_replicas_outlives_its_leader() {
         );
     }
     assert_eq!(std::fs::read_dir(&vol.mnt).unwrap().count(), 81);
+    // A file this client keeps open after unlinking it survives another client's mount
+    // (which cleans up only after dead clients).
+    use std::io::{Read, Seek, Write};
+    let mut held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(vol.path("held"))
+        .unwrap();
+    held.write_all(b"still mine").unwrap();
+    held.sync_all().unwrap();
+    std::fs::remove_file(vol.path("held")).unwrap();
+    let mut second = Volume::new();
+    second.meta_url = vol.meta_url.clone();
+    second.mount();
+    let mut back = String::new();
+    held.rewind().unwrap();
+    held.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "still mine");
+    assert_eq!(std::fs::read_dir(&second.mnt).unwrap().count(), 81);
+    second.umount();
+    drop(held);
     vol.umount();
     let o = ferrofs(&["status", &vol.meta_url]);
     assert!(o.status.success(), "status: {}", stderr(&o));

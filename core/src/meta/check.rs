@@ -191,6 +191,8 @@ impl Checker {
             Some(b'H') if k.len() == 9 => {
                 self.sessions.insert(keys::id_of(k).unwrap_or(0));
             }
+            // A session's last heartbeat.
+            Some(b'L') if k.len() == 9 && v.len() == 8 => {}
             // A staged (writeback) slice not uploaded yet: no invariant beyond its form.
             Some(b'W') if k.len() == 9 && v.is_empty() => {}
             // The replicated engine's request records (`replica::apply`).

@@ -162,7 +162,19 @@ pub fn session_range() -> (Vec<u8>, Vec<u8>) {
     (b"H".to_vec(), b"I".to_vec())
 }
 
-/// The u64 after the one-byte tag of a `G`, `U`, `W` or `H` key.
+/// `L session`: when the session's client last said it is alive (seconds, u64).
+pub fn session_alive(id: u64) -> Vec<u8> {
+    let mut k = vec![b'L'];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// `[L, M)`: every session's last heartbeat.
+pub fn session_alive_range() -> (Vec<u8>, Vec<u8>) {
+    (b"L".to_vec(), b"M".to_vec())
+}
+
+/// The u64 after the one-byte tag of a `G`, `U`, `W`, `H` or `L` key.
 pub fn id_of(key: &[u8]) -> Option<u64> {
     let b: [u8; 8] = key.get(1..9)?.try_into().ok()?;
     Some(u64::from_be_bytes(b))

@@ -6,7 +6,7 @@ use super::store::load_opt;
 use super::{data, lock, Meta};
 use crate::errno::{Errno, Result};
 use crate::kv;
-use crate::types::Ino;
+use crate::types::{Ino, Timespec};
 
 impl Meta {
     /// Registers this client's session with its info (JSON: host, pid, mount point,
@@ -50,29 +50,73 @@ impl Meta {
         })
     }
 
-    /// Deletes the inodes that were unlinked while open and never closed because their
-    /// client died (their `U` keys), queueing their data for gc; returns how many.
-    /// Inodes open in this process are kept. Sessions carry no liveness yet, so this
-    /// assumes no other live client shares the volume (true of the embedded engine).
-    pub fn cleanup_orphans(&self) -> Result<u64> {
-        let opens = lock(&self.opens);
-        let (start, end) = keys::unlinked_range();
+    /// Records that this client is alive at `now` (its session's heartbeat). Mounts
+    /// send one when they start and every few seconds after.
+    pub fn heartbeat(&self, now: Timespec) -> Result<()> {
+        let id = *lock(&self.session);
+        if id == 0 {
+            return Ok(());
+        }
+        let at = now.sec.max(0) as u64;
         kv::txn(&**self.kv(), |t| {
-            let mut count = 0;
-            for (k, _) in super::store::scan_all(t, &start, &end)? {
+            t.set(&keys::session_alive(id), &at.to_be_bytes());
+            Ok(())
+        })
+    }
+
+    /// Cleans up after dead clients. A session is alive if it is this client's, or
+    /// if its client sent a heartbeat less than `ttl_secs` before `now`. With
+    /// `ttl_secs` 0 only this client's counts, which is right when no other client
+    /// can be running (the embedded engine admits one process).
+    ///
+    /// Dead sessions' records are removed, and the inodes they kept open after their
+    /// last unlink (`U` keys) are deleted, with their data queued for gc. Inodes open
+    /// in this process are kept. Returns (sessions removed, inodes deleted).
+    pub fn cleanup_orphans(&self, now: Timespec, ttl_secs: u64) -> Result<(u64, u64)> {
+        let opens = lock(&self.opens);
+        let me = *lock(&self.session);
+        let now = now.sec.max(0) as u64;
+        let (ustart, uend) = keys::unlinked_range();
+        let (hstart, hend) = keys::session_range();
+        let (lstart, lend) = keys::session_alive_range();
+        kv::txn(&**self.kv(), |t| {
+            let mut seen = std::collections::BTreeMap::new();
+            for (k, v) in super::store::scan_all(t, &lstart, &lend)? {
+                let at = u64::from_be_bytes(v.as_slice().try_into().map_err(|_| Errno::EIO)?);
+                seen.insert(keys::id_of(&k).ok_or(Errno::EIO)?, at);
+            }
+            let alive = |id: u64| {
+                id == me
+                    || (ttl_secs > 0
+                        && seen
+                            .get(&id)
+                            .is_some_and(|&at| now.saturating_sub(at) < ttl_secs))
+            };
+            let mut sessions = 0;
+            for (k, _) in super::store::scan_all(t, &hstart, &hend)? {
+                let id = keys::id_of(&k).ok_or(Errno::EIO)?;
+                if !alive(id) {
+                    t.delete(&k);
+                    t.delete(&keys::session_alive(id));
+                    sessions += 1;
+                }
+            }
+            let mut inodes = 0;
+            for (k, v) in super::store::scan_all(t, &ustart, &uend)? {
                 let ino = Ino(keys::id_of(&k).ok_or(Errno::EIO)?);
-                if opens.get(&ino).copied().unwrap_or(0) > 0 {
+                let owner = v.as_slice().try_into().map(u64::from_be_bytes).unwrap_or(0);
+                if alive(owner) || opens.get(&ino).copied().unwrap_or(0) > 0 {
                     continue;
                 }
                 match load_opt(t, ino)? {
                     Some(n) if n.attr.nlink == 0 => {
                         data::delete_inode(t, &n)?;
-                        count += 1;
+                        inodes += 1;
                     }
                     _ => t.delete(&k),
                 }
             }
-            Ok(count)
+            Ok((sessions, inodes))
         })
     }
 }

@@ -69,11 +69,6 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     };
     let store = super::open_object_store(&format.storage, &format.bucket, &options, false)
         .map_err(|e| format!("cannot open the volume's object store: {e}"))?;
-    match meta.cleanup_orphans() {
-        Ok(0) => {}
-        Ok(n) => tracing::info!("removed {n} files left open-but-deleted by an earlier run"),
-        Err(e) => tracing::warn!("cannot clean up files of an earlier run: {e}"),
-    }
     let session_info = serde_json::json!({
         "host": hostname(),
         "pid": std::process::id(),
@@ -83,6 +78,16 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     let session = meta
         .new_session(&session_info.to_string())
         .map_err(|e| format!("cannot register the client session: {e}"))?;
+    // Other clients may share a replicated engine: only sessions silent for longer
+    // than SESSION_TTL are dead. The embedded engine admits one process: all are.
+    let session_ttl = match ferrofs_meta::MetaUrl::parse(&a.meta_url) {
+        Ok(ferrofs_meta::MetaUrl::Raft { .. }) => SESSION_TTL.as_secs(),
+        _ => 0,
+    };
+    if let Err(e) = meta.heartbeat(wall_clock()) {
+        tracing::warn!("cannot record the session's heartbeat: {e}");
+    }
+    cleanup_dead_sessions(&meta, session_ttl);
 
     let config = VfsConfig {
         buffer_size: a.buffer_size,
@@ -173,7 +178,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     }
     super::control::serve(mountpoint, vfs.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let gc = spawn_gc(vfs.clone(), stop.clone());
+    let gc = spawn_gc(vfs.clone(), stop.clone(), session_ttl);
 
     let served = fuse_session.run();
 
@@ -203,11 +208,48 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     shutdown.map_err(|e| format!("flushing at unmount failed: {e}"))
 }
 
-fn spawn_gc(vfs: Arc<Vfs>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// A mount sends a heartbeat this often...
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// ...and other clients count it dead after this long without one.
+const SESSION_TTL: Duration = Duration::from_secs(60);
+
+fn wall_clock() -> ferrofs_core::Timespec {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ferrofs_core::Timespec::new(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Removes dead clients' sessions and the files they left open after unlinking them.
+fn cleanup_dead_sessions(meta: &ferrofs_core::meta::Meta, ttl_secs: u64) {
+    match meta.cleanup_orphans(wall_clock(), ttl_secs) {
+        Ok((0, 0)) => {}
+        Ok((sessions, files)) => tracing::info!(
+            "removed {sessions} dead client sessions and {files} files they left open-but-deleted"
+        ),
+        Err(e) => tracing::warn!("cannot clean up after dead clients: {e}"),
+    }
+}
+
+/// Background upkeep: gc of deleted data, the session heartbeat and (on shared
+/// engines) cleanup after dead clients.
+fn spawn_gc(vfs: Arc<Vfs>, stop: Arc<AtomicBool>, session_ttl: u64) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("ferrofs-gc".into())
         .spawn(move || {
+            let mut last_beat = std::time::Instant::now();
+            let mut last_sweep = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
+                if last_beat.elapsed() >= HEARTBEAT_EVERY {
+                    last_beat = std::time::Instant::now();
+                    if let Err(e) = vfs.meta().heartbeat(wall_clock()) {
+                        tracing::warn!("session heartbeat failed: {e}");
+                    }
+                }
+                if session_ttl > 0 && last_sweep.elapsed() >= SESSION_TTL {
+                    last_sweep = std::time::Instant::now();
+                    cleanup_dead_sessions(vfs.meta(), session_ttl);
+                }
                 match vfs.collect_garbage(1000) {
                     Ok(n) if n > 0 => continue,
                     Ok(_) => {}

@@ -232,12 +232,38 @@ fn cleanup_orphans_removes_inodes_of_a_dead_client() {
     }
     // This client has g open itself (through a handle it had before).
     fx.m.open(&root(), g.ino, 0).unwrap();
-    assert_eq!(fx.m.cleanup_orphans().unwrap(), 1);
+    assert_eq!(fx.m.cleanup_orphans(ts(10), 0).unwrap(), (1, 1));
     assert_eq!(fx.m.getattr(f.ino).err(), Some(Errno::ENOENT));
     assert_eq!(fx.gc_ids(), vec![s.0]);
     assert_eq!(fx.attr(g.ino).nlink, 0);
     fx.check();
     fx.m.release(g.ino).unwrap();
-    assert_eq!(fx.m.cleanup_orphans().unwrap(), 0);
+    assert_eq!(fx.m.cleanup_orphans(ts(10), 0).unwrap(), (0, 0));
+    fx.check();
+}
+
+#[test]
+fn orphans_of_a_live_client_are_kept_until_its_heartbeats_stop() {
+    let fx = setup();
+    let me = Meta::load(fx.kv.clone()).unwrap();
+    me.new_session("{\"pid\":1}").unwrap();
+    let f = fx.file(&root(), Ino::ROOT, "f", 0o644);
+    // Another client, alive, keeps f open after unlinking it.
+    let other = Meta::load(fx.kv.clone()).unwrap();
+    other.new_session("{\"pid\":2}").unwrap();
+    other.heartbeat(ts(100)).unwrap();
+    other.open(&root(), f.ino, 0).unwrap();
+    other.unlink(&root(), Ino::ROOT, b"f", ts(100)).unwrap();
+    // 30 s later, with a 60 s TTL: it is alive, its file stays.
+    assert_eq!(me.cleanup_orphans(ts(130), 60).unwrap(), (0, 0));
+    assert_eq!(fx.attr(f.ino).nlink, 0);
+    // It keeps beating; then it stops. 61 s after its last beat it is dead.
+    other.heartbeat(ts(150)).unwrap();
+    assert_eq!(me.cleanup_orphans(ts(200), 60).unwrap(), (0, 0));
+    drop(other);
+    assert_eq!(me.cleanup_orphans(ts(211), 60).unwrap(), (1, 1));
+    assert_eq!(fx.m.getattr(f.ino).err(), Some(Errno::ENOENT));
+    // The cleaning client's own session survives any TTL.
+    assert_eq!(me.list_sessions().unwrap().len(), 1);
     fx.check();
 }
