@@ -200,6 +200,25 @@ impl Cluster {
         })
     }
 
+    /// A replica that exited on its own, with the end of its log.
+    fn exited(&mut self) -> Option<String> {
+        for r in self.replicas.iter_mut() {
+            let Some(c) = r.child.as_mut() else { continue };
+            if let Ok(Some(status)) = c.try_wait() {
+                let log = std::fs::read_to_string(self.work.join(format!("replica{}.log", r.id)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Some(format!(
+                    "replica {} exited ({status}): {}",
+                    r.id,
+                    tail.join(" | ")
+                ));
+            }
+        }
+        None
+    }
+
     fn addrs(&self) -> Vec<String> {
         self.replicas.iter().map(|r| r.addr.clone()).collect()
     }
@@ -446,8 +465,14 @@ fn run(args: Args) -> Result<bool, String> {
     // Wait for a leader before the clock starts.
     let t0 = Instant::now();
     while cluster.leader().is_none() {
+        if let Some(why) = cluster.exited() {
+            return Err(why);
+        }
         if t0.elapsed() > Duration::from_secs(30) {
-            return Err("no leader was elected within 30 s (see the replica logs)".into());
+            return Err(format!(
+                "no leader was elected within 30 s; the replicas' logs are in {} (--keep keeps them)",
+                cluster.work.display()
+            ));
         }
         thread::sleep(Duration::from_millis(100));
     }
