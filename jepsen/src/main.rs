@@ -597,6 +597,16 @@ fn run(args: Args) -> Result<bool, String> {
         for a in &anomalies {
             println!("  {a}");
         }
+        // What the replicas said last (their logs go with the scratch dir).
+        for r in &cluster.replicas {
+            let log = std::fs::read_to_string(cluster.work.join(format!("replica{}.log", r.id)))
+                .unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            println!("replica {} log, last lines:", r.id);
+            for l in &lines[lines.len().saturating_sub(8)..] {
+                println!("  {l}");
+            }
+        }
         Ok(false)
     }
 }

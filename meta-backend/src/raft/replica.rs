@@ -115,6 +115,21 @@ impl<L: DurableLog + Clone> Replica<L> {
     /// the last entry `engine` holds.
     pub fn new(cfg: &ReplicaConfig, log: L, engine: Arc<dyn Kv>) -> Result<Self, ReplicaError> {
         let applied = applied_index(&*engine)?;
+        // The engine only ever applies committed entries, so what it applied was
+        // committed even if the recorded commit index is older (written lazily): raise
+        // it, or raft-rs would refuse an applied index past its commit index.
+        let state = raft::Storage::initial_state(&log)?;
+        let last = raft::Storage::last_index(&log)?;
+        if applied > last {
+            return Err(ReplicaError::Log(format!(
+                "the metadata engine applied entry {applied} but the raft log ends at {last}: \
+                 the log and the engine are not from the same replica"
+            )));
+        }
+        if state.hard_state.commit < applied {
+            log.set_commit(applied);
+            log.sync().map_err(ReplicaError::Log)?;
+        }
         let c = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
@@ -221,7 +236,7 @@ impl<L: DurableLog + Clone> Replica<L> {
             // The whole log is kept (no compaction yet), so no leader sends one.
             return Err(ReplicaError::Log("snapshots are not supported yet".into()));
         }
-        self.apply(rd.take_committed_entries(), &mut out)?;
+        let committed = rd.take_committed_entries();
         self.log.append(rd.entries()).map_err(ReplicaError::Log)?;
         if let Some(hs) = rd.hs() {
             self.log.set_hard_state(hs);
@@ -232,6 +247,10 @@ impl<L: DurableLog + Clone> Replica<L> {
         if rd.must_sync() && !self.skip_sync {
             self.log.sync().map_err(ReplicaError::Log)?;
         }
+        // Applied only after the log and the commit index that cover them are written:
+        // an engine that shares the log's storage (sled) then never comes back from a
+        // crash with entries applied past the commit index it recorded.
+        self.apply(committed, &mut out)?;
         out.messages.extend(rd.take_persisted_messages());
         for rs in rd.take_read_states() {
             out.reads.push((rs.request_ctx, rs.index));
