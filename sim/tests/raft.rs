@@ -67,31 +67,3 @@ fn planted_stale_reads_are_caught_by_the_linearizability_checker() {
     });
     assert!(caught.is_some(), "40 seeds with stale reads passed");
 }
-
-#[test]
-#[ignore]
-fn sweep() {
-    let n: u64 = std::env::var("SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
-    let plant = std::env::var("PLANT")
-        .ok()
-        .and_then(|p| RaftPlant::parse(&p));
-    let mut failed = 0;
-    let mut acked = 0;
-    for seed in 0..n {
-        let r = run(RaftRunConfig {
-            plant,
-            ..RaftRunConfig::new(seed)
-        });
-        acked += r.acked;
-        if !r.passed() {
-            failed += 1;
-            if failed <= 3 {
-                eprintln!("seed {seed}: {:?}", r.violations);
-            }
-        }
-    }
-    eprintln!("{n} seeds, {failed} failed, {acked} acked");
-}

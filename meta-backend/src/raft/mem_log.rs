@@ -4,7 +4,7 @@
 //!
 //! It keeps the whole log (no compaction yet).
 
-use super::replica::DurableLog;
+use super::replica::{check_range, DurableLog};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use std::sync::{Arc, Mutex};
@@ -130,12 +130,7 @@ impl raft::Storage for MemLog {
     ) -> raft::Result<Vec<Entry>> {
         let i = self.inner();
         let log = &i.current.entries;
-        if low == 0 {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > log.len() as u64 + 1 || low > high {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        check_range(low, high, log.len() as u64)?;
         let mut out = log[low as usize - 1..high as usize - 1].to_vec();
         raft::util::limit_size(&mut out, max_size.into());
         Ok(out)

@@ -27,6 +27,18 @@ pub trait DurableLog: raft::Storage {
     fn sync(&self) -> Result<(), String>;
 }
 
+/// The checks every [`DurableLog`] makes of an `entries(low, high)` request against a
+/// whole log (no compaction) ending at `last`.
+pub fn check_range(low: u64, high: u64, last: u64) -> raft::Result<()> {
+    if low == 0 {
+        return Err(raft::Error::Store(raft::StorageError::Compacted));
+    }
+    if high > last + 1 || low > high {
+        return Err(raft::Error::Store(raft::StorageError::Unavailable));
+    }
+    Ok(())
+}
+
 /// A replica's settings.
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {

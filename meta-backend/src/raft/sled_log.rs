@@ -8,7 +8,7 @@
 //!
 //! It keeps the whole log (no compaction yet).
 
-use super::replica::DurableLog;
+use super::replica::{check_range, DurableLog};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
@@ -148,12 +148,7 @@ impl raft::Storage for SledLog {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low == 0 {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > self.last() + 1 || low > high {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
+        check_range(low, high, self.last())?;
         let mut out = Vec::new();
         let max = max_size.into();
         let mut size = 0u64;

@@ -154,40 +154,64 @@ fn an_error_from_a_torn_view_is_not_returned() {
     assert_eq!(seen, Ok(1));
 }
 
+/// A transfer between two accounts: their sum stays 1000.
+fn transfer(kv: &dyn Kv, from: &[u8], to: &[u8]) {
+    kv::txn(kv, |t| {
+        let f = read_u64(t, from)?;
+        let g = read_u64(t, to)?;
+        let (f, g) = if f + g == 0 { (1000, 0) } else { (f, g) };
+        let amount = f.min(3);
+        t.set(from, &(f - amount).to_be_bytes());
+        t.set(to, &(g + amount).to_be_bytes());
+        Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn concurrent_clients_lose_no_update_and_keep_invariants() {
+    // Four clients, interleaved deterministically: before every third read of client
+    // 1, one of the other three commits an increment and a transfer, so client 1's
+    // transactions lose races and run again.
     let remote = Local::default();
-    let threads: Vec<_> = (1..=4u64)
+    let others: Vec<Arc<OptimisticKv<Local>>> = (2..=4u64)
         .map(|client| {
-            let r = remote.clone();
-            std::thread::spawn(move || {
-                let kv = OptimisticKv::new(r, client, 0);
-                for i in 0..150u64 {
-                    increment(&kv, b"count");
-                    // A transfer between two accounts: their sum stays 1000.
-                    let (from, to) = if (i + client) % 2 == 0 {
-                        (b"acct-a", b"acct-b")
-                    } else {
-                        (b"acct-b", b"acct-a")
-                    };
-                    kv::txn(&kv, |t| {
-                        let f = read_u64(t, from)?;
-                        let g = read_u64(t, to)?;
-                        let (f, g) = if f + g == 0 { (1000, 0) } else { (f, g) };
-                        let amount = f.min(3);
-                        t.set(from, &(f - amount).to_be_bytes());
-                        t.set(to, &(g + amount).to_be_bytes());
-                        Ok(())
-                    })
-                    .unwrap();
-                }
-            })
+            let quiet = Local {
+                before_read: Arc::default(),
+                ..remote.clone()
+            };
+            Arc::new(OptimisticKv::new(quiet, client, 0))
         })
         .collect();
-    for t in threads {
-        t.join().unwrap();
+    let injected = Arc::new(AtomicUsize::new(0));
+    let (counted, mut reads) = (injected.clone(), 0u64);
+    *remote.before_read.lock().unwrap() = Some(Box::new(move || {
+        reads += 1;
+        if reads % 3 != 0 {
+            return;
+        }
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        let other = &others[n % 3];
+        increment(&**other, b"count");
+        let (from, to): (&[u8], &[u8]) = if n % 2 == 0 {
+            (b"acct-a", b"acct-b")
+        } else {
+            (b"acct-b", b"acct-a")
+        };
+        transfer(&**other, from, to);
+    }));
+    let kv = OptimisticKv::new(remote.clone(), 1, 0);
+    for i in 0..150u64 {
+        increment(&kv, b"count");
+        if i % 2 == 0 {
+            transfer(&kv, b"acct-a", b"acct-b");
+        } else {
+            transfer(&kv, b"acct-b", b"acct-a");
+        }
     }
-    assert_eq!(value(&remote.engine, b"count"), 600);
+    let others = injected.load(Ordering::SeqCst) as u64;
+    assert!(others > 100, "too little interference: {others}");
+    assert_eq!(value(&remote.engine, b"count"), 150 + others);
     let sum = value(&remote.engine, b"acct-a") + value(&remote.engine, b"acct-b");
     assert_eq!(sum, 1000);
     // Only a bounded number of request records remain (one per client, plus floors).
