@@ -150,11 +150,9 @@ fn cluster(tick: Duration) -> (Vec<Option<Server>>, Vec<String>, Vec<tempfile::T
     for (i, l) in ls.into_iter().enumerate() {
         let d = tempfile::tempdir().unwrap();
         let cfg = ServerConfig {
-            id: i as u64 + 1,
-            peers: peers.clone(),
-            data_dir: d.path().to_path_buf(),
             tick,
             secret: Some(b"bench".to_vec()),
+            ..ServerConfig::new(i as u64 + 1, peers.clone(), d.path().to_path_buf())
         };
         servers.push(Some(Server::start(cfg, l).unwrap()));
         dirs.push(d);

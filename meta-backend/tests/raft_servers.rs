@@ -4,71 +4,14 @@
 use ferrofs_core::format::Format;
 use ferrofs_core::kv::{self, Kv};
 use ferrofs_core::meta::Meta;
-use ferrofs_core::{Ctx, Ino, Timespec};
-use ferrofs_meta::raft::{RaftClient, Server, ServerConfig};
+use ferrofs_core::{Ctx, Ino};
+use ferrofs_meta::raft::RaftClient;
 use ferrofs_meta::MetaUrl;
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
-const SECRET: &[u8] = b"test-secret";
-
-struct Cluster {
-    servers: BTreeMap<u64, Server>,
-    peers: BTreeMap<u64, String>,
-    dirs: BTreeMap<u64, tempfile::TempDir>,
-}
-
-fn start(
-    id: u64,
-    peers: &BTreeMap<u64, String>,
-    dir: &std::path::Path,
-    listener: TcpListener,
-) -> Server {
-    let cfg = ServerConfig {
-        id,
-        peers: peers.clone(),
-        data_dir: dir.to_path_buf(),
-        tick: Duration::from_millis(20),
-        secret: Some(SECRET.to_vec()),
-    };
-    Server::start(cfg, listener).unwrap()
-}
-
-fn cluster() -> Cluster {
-    let listeners: Vec<TcpListener> = (0..3)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let peers: BTreeMap<u64, String> = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l.local_addr().unwrap().to_string()))
-        .collect();
-    let mut c = Cluster {
-        servers: BTreeMap::new(),
-        peers: peers.clone(),
-        dirs: BTreeMap::new(),
-    };
-    for (i, l) in listeners.into_iter().enumerate() {
-        let id = i as u64 + 1;
-        let dir = tempfile::tempdir().unwrap();
-        c.servers.insert(id, start(id, &peers, dir.path(), l));
-        c.dirs.insert(id, dir);
-    }
-    c
-}
-
-fn url(c: &Cluster) -> MetaUrl {
-    MetaUrl::Raft {
-        addrs: c.peers.values().cloned().collect(),
-        secret: Some(String::from_utf8(SECRET.to_vec()).unwrap()),
-    }
-}
-
-fn now() -> Timespec {
-    Timespec::new(1_700_000_000, 0)
-}
+mod common;
+use common::*;
 
 #[test]
 fn metadata_over_three_replicas_survives_the_leader_stopping() {

@@ -252,6 +252,7 @@ fn run_raft(args: &Args) -> Result<ExitCode, String> {
     );
     let started = Instant::now();
     let (mut runs, mut acked, mut crashes, mut partitions, mut terms) = (0u64, 0, 0, 0, 0);
+    let mut snapshots = 0u64;
     for seed in first..end {
         if limit.is_some_and(|l| started.elapsed() >= l) {
             break;
@@ -268,6 +269,7 @@ fn run_raft(args: &Args) -> Result<ExitCode, String> {
         crashes += r.crashes;
         partitions += r.partitions;
         terms += r.terms;
+        snapshots += r.snapshots;
         if args.verbose {
             println!(
                 "seed {seed}: hash {:016x} acked {} conflicts {} resends {} terms {} crashes {} partitions {}",
@@ -293,7 +295,7 @@ fn run_raft(args: &Args) -> Result<ExitCode, String> {
         }
     }
     println!(
-        "{runs} seeds passed in {:.1}s: {acked} increments acknowledged, {terms} leader terms, {crashes} crashes, {partitions} partitions",
+        "{runs} seeds passed in {:.1}s: {acked} increments acknowledged, {terms} leader terms, {crashes} crashes, {partitions} partitions, {snapshots} snapshots installed",
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

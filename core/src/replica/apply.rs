@@ -8,6 +8,7 @@
 //! R                    → u64: the last log index applied (Raft replicas)
 //! R client(8)          → floor u64: requests of this client below it are answered
 //! R client(8) seq(8)   → outcome u8 of that request
+//! Rmembers             → the cluster's membership (see `members`)
 //! ```
 //!
 //! A replica applies a log entry and notes its index in one transaction, so after a
@@ -107,7 +108,12 @@ pub fn mark_applied(engine: &dyn Kv, index: u64) -> Result<()> {
 
 /// The last log index applied to `engine` (0: none).
 pub fn applied_index(engine: &dyn Kv) -> Result<u64> {
-    kv::read(engine, |t| read_u64(t, &[REQUEST_PREFIX]))
+    kv::read(engine, applied_index_in)
+}
+
+/// [`applied_index`] within a transaction.
+pub fn applied_index_in(t: &mut dyn Txn) -> Result<u64> {
+    read_u64(t, &[REQUEST_PREFIX])
 }
 
 fn apply_in(t: &mut dyn Txn, cmd: &Command) -> Result<Answer> {

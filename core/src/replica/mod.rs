@@ -13,10 +13,18 @@
 
 pub mod apply;
 pub mod command;
+pub mod feed;
 pub mod local;
+pub mod members;
 pub mod optimistic;
+pub mod snapshot;
 
-pub use apply::{applied_index, apply, apply_entry, mark_applied, request_key, REQUEST_PREFIX};
+pub use apply::{
+    applied_index, applied_index_in, apply, apply_entry, mark_applied, request_key, REQUEST_PREFIX,
+};
 pub use command::{Command, DecodeError, Digest, Outcome, ReadCheck, RequestId};
+pub use feed::{ChangeBatch, Feed};
 pub use local::LocalReplica;
+pub use members::{apply_membership, membership, Membership, MEMBERS_KEY};
 pub use optimistic::{OptimisticKv, Remote};
+pub use snapshot::SnapshotError;

@@ -83,15 +83,17 @@ pub fn run(a: MetaServerArgs) -> CliResult {
     tracing::info!(id = a.id, listen = %listen, data_dir = %a.data_dir.display(), "starting meta server");
     let server = Server::start(
         ServerConfig {
-            id: a.id,
-            peers,
-            data_dir: a.data_dir.clone(),
             tick: a.tick,
             secret,
+            join: a.join,
+            snapshot_every: a.snapshot_every,
+            ..ServerConfig::new(a.id, peers, a.data_dir.clone())
         },
         listener,
     )?;
-    server.wait()
+    server.wait()?;
+    tracing::info!(id = a.id, "meta server stopped");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 mod cache_opts;
 mod control;
 mod format;
+mod meta_member;
 mod meta_server;
 mod mount;
 pub mod mountinfo;
@@ -56,6 +57,52 @@ pub enum Command {
     /// raft://HOST1:PORT,HOST2:PORT,HOST3:PORT as META-URL. A majority must be up.
     #[command(name = "meta-server")]
     MetaServer(MetaServerArgs),
+    /// List, add, remove or replace the replicas of a running meta-server cluster,
+    /// without downtime.
+    #[command(
+        name = "meta-member",
+        after_help = "Example (replace replica 3 by a new replica 4):\n  ferrofs meta-server --join --id 4 --peers 1=h1:7001,2=h2:7002,4=h4:7004 --data-dir /var/lib/ferrofs/r4 &\n  ferrofs meta-member replace raft://h1:7001,h2:7002,h3:7003 3 4=h4:7004\nA new replica starts with --join and an empty data dir; `add` makes it a learner, waits until it has caught up (by snapshot and log), then makes it a voter."
+    )]
+    MetaMember(MetaMemberArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MetaMemberArgs {
+    #[command(subcommand)]
+    pub action: MemberAction,
+    /// How long to wait for a new replica to catch up, or for a leader.
+    #[arg(long, global = true, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MemberAction {
+    /// Show the members, the leader, and how far each replica's log is.
+    List {
+        /// raft://[:SECRET@]HOST:PORT,...
+        meta_url: String,
+    },
+    /// Add a replica (started with --join): as a learner, then, once caught up, a voter.
+    Add {
+        meta_url: String,
+        /// The new replica as ID=HOST:PORT.
+        #[arg(value_name = "ID=HOST:PORT")]
+        replica: String,
+    },
+    /// Remove a replica (leadership is handed over first if it leads).
+    Remove {
+        meta_url: String,
+        #[arg(value_name = "ID")]
+        id: u64,
+    },
+    /// Add a new replica, then remove an old one.
+    Replace {
+        meta_url: String,
+        #[arg(value_name = "OLD_ID")]
+        old: u64,
+        #[arg(value_name = "NEW_ID=HOST:PORT")]
+        new: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -88,6 +135,14 @@ pub struct MetaServerArgs {
     /// Accept clients without a secret (a trusted network only).
     #[arg(long)]
     pub no_auth: bool,
+    /// A new replica for a running cluster: start with an empty data dir and wait to be
+    /// added (`ferrofs meta-member add`). --peers then needs this replica and at least
+    /// one member.
+    #[arg(long)]
+    pub join: bool,
+    /// Snapshot the metadata and compact the Raft log every this many entries.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub snapshot_every: u64,
 }
 
 #[derive(Args, Debug)]
@@ -304,6 +359,7 @@ pub fn main() -> i32 {
         Command::Objbench(a) => objbench::run(a),
         Command::Warmup(a) => warmup::run(a),
         Command::MetaServer(a) => meta_server::run(a),
+        Command::MetaMember(a) => meta_member::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -6,10 +6,11 @@
 //! sends again carries the same request id, so replicas apply it once. A call that
 //! finds no working leader for [`RaftClient::patience`] fails with EIO.
 
-use super::server::connect;
-use super::wire::{self, Request, Response};
+use super::net::connect;
+use super::replica::Change;
+use super::wire::{self, MembersInfo, Request, Response};
 use ferrofs_core::kv::KvPair;
-use ferrofs_core::replica::{Command, Outcome, ReadCheck, Remote, RequestId};
+use ferrofs_core::replica::{ChangeBatch, Command, Outcome, ReadCheck, Remote, RequestId};
 use ferrofs_core::{Errno, Result};
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -129,6 +130,40 @@ impl RaftClient {
                 );
                 return Err(Errno::EIO);
             }
+        }
+    }
+
+    /// The cluster as its leader sees it: members, addresses, how far each replica is.
+    pub fn members(&self) -> Result<MembersInfo> {
+        match self.call(&Request::Members)? {
+            Response::Members(m) => Ok(m),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Proposes a membership change and waits until it is applied. A change refused
+    /// for now (another one pending) is tried again until [`RaftClient::patience`]
+    /// runs out.
+    pub fn change(&self, change: &Change) -> Result<()> {
+        match self.call(&Request::Change(change.clone()))? {
+            Response::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Asks the leader to hand leadership to replica `to`.
+    pub fn transfer_leader(&self, to: u64) -> Result<()> {
+        match self.call(&Request::TransferLeader(to))? {
+            Response::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// The change feed after `since`, from the server this client last reached.
+    pub fn changes(&self, since: u64) -> Result<ChangeBatch> {
+        match self.call(&Request::Changes { since })? {
+            Response::Changes(b) => Ok(b),
+            r => Err(unexpected(r)),
         }
     }
 

@@ -1,8 +1,7 @@
-//! A Raft log in memory that knows what is durable: appends and hard-state changes
-//! are pending until [`DurableLog::sync`], and [`MemLog::crash`] drops what is pending,
-//! as a power cut drops an unsynced file's tail. The simulator's replicas use it.
-//!
-//! It keeps the whole log (no compaction yet).
+//! A Raft log in memory that knows what is durable: appends, compactions and
+//! hard-state changes are pending until [`DurableLog::sync`], and [`MemLog::crash`]
+//! drops what is pending, as a power cut drops an unsynced file's tail. The
+//! simulator's replicas use it.
 
 use super::replica::{check_range, DurableLog};
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -13,8 +12,18 @@ use std::sync::{Arc, Mutex};
 struct State {
     hard: HardState,
     conf: ConfState,
-    /// `entries[i].index == i + 1`.
+    /// The kept snapshot (empty: none yet).
+    snapshot: Snapshot,
+    /// Entries up to this index (and term) are compacted away.
+    trunc: (u64, u64),
+    /// `entries[i].index == trunc.0 + 1 + i`.
     entries: Vec<Entry>,
+}
+
+impl State {
+    fn last(&self) -> u64 {
+        self.trunc.0 + self.entries.len() as u64
+    }
 }
 
 #[derive(Default, Debug)]
@@ -23,8 +32,9 @@ struct Inner {
     current: State,
     /// What survives a crash.
     durable: State,
-    /// Entries of `current` from this position on may differ from `durable`'s.
-    dirty_from: usize,
+    /// Entries of `current` from this index on may differ from `durable`'s; `None`:
+    /// the whole state does (after a compaction or a snapshot).
+    dirty_from: Option<u64>,
 }
 
 /// A shared handle: clones are the same log (a replica and its "disk").
@@ -44,7 +54,7 @@ impl MemLog {
         MemLog(Arc::new(Mutex::new(Inner {
             current: state.clone(),
             durable: state,
-            dirty_from: 0,
+            dirty_from: Some(1),
         })))
     }
 
@@ -56,7 +66,7 @@ impl MemLog {
     pub fn crash(&self) {
         let mut i = self.inner();
         i.current = i.durable.clone();
-        i.dirty_from = i.current.entries.len();
+        i.dirty_from = Some(i.current.last() + 1);
     }
 
     /// The durable entries (for checkers).
@@ -75,18 +85,22 @@ impl DurableLog for MemLog {
             return Ok(());
         };
         let mut i = self.inner();
-        let log = &mut i.current.entries;
-        if first.index == 0 || first.index > log.len() as u64 + 1 {
+        let cur = &mut i.current;
+        if first.index <= cur.trunc.0 || first.index > cur.last() + 1 {
             return Err(format!(
-                "append at {} leaves a gap after {}",
+                "append at {} outside the log ({}..={})",
                 first.index,
-                log.len()
+                cur.trunc.0 + 1,
+                cur.last()
             ));
         }
         // Entries from `first.index` on are replaced (a new leader's log wins).
-        log.truncate(first.index as usize - 1);
-        log.extend_from_slice(entries);
-        i.dirty_from = i.dirty_from.min(first.index as usize - 1);
+        cur.entries
+            .truncate((first.index - cur.trunc.0 - 1) as usize);
+        cur.entries.extend_from_slice(entries);
+        if let Some(d) = i.dirty_from.as_mut() {
+            *d = (*d).min(first.index);
+        }
         Ok(())
     }
 
@@ -98,16 +112,65 @@ impl DurableLog for MemLog {
         self.inner().current.hard.commit = commit;
     }
 
+    fn set_conf(&self, cs: &ConfState) {
+        self.inner().current.conf = cs.clone();
+    }
+
+    fn compact(&self, snap: &Snapshot, drop_to: u64) -> Result<(), String> {
+        let mut i = self.inner();
+        let cur = &mut i.current;
+        let drop_to = drop_to.max(cur.trunc.0);
+        if drop_to > cur.last() || drop_to > snap.get_metadata().index {
+            return Err(format!(
+                "cannot compact to {drop_to}: past the log or the snapshot"
+            ));
+        }
+        let term = if drop_to == cur.trunc.0 {
+            cur.trunc.1
+        } else {
+            cur.entries[(drop_to - cur.trunc.0 - 1) as usize].term
+        };
+        cur.entries.drain(..(drop_to - cur.trunc.0) as usize);
+        cur.trunc = (drop_to, term);
+        cur.snapshot = snap.clone();
+        i.dirty_from = None;
+        Ok(())
+    }
+
+    fn install(&self, snap: &Snapshot) -> Result<(), String> {
+        let mut i = self.inner();
+        let m = snap.get_metadata();
+        let cur = &mut i.current;
+        cur.entries.clear();
+        cur.trunc = (m.index, m.term);
+        cur.conf = m.get_conf_state().clone();
+        cur.hard.commit = cur.hard.commit.max(m.index);
+        cur.hard.term = cur.hard.term.max(m.term);
+        cur.snapshot = snap.clone();
+        i.dirty_from = None;
+        Ok(())
+    }
+
+    fn kept_snapshot(&self) -> Snapshot {
+        self.inner().current.snapshot.clone()
+    }
+
     fn sync(&self) -> Result<(), String> {
         let i = &mut *self.inner();
-        i.durable.hard = i.current.hard.clone();
-        i.durable.conf = i.current.conf.clone();
-        let from = i.dirty_from.min(i.current.entries.len());
-        i.durable.entries.truncate(from);
-        i.durable
-            .entries
-            .extend_from_slice(&i.current.entries[from..]);
-        i.dirty_from = i.current.entries.len();
+        match i.dirty_from {
+            Some(from) if i.durable.trunc == i.current.trunc => {
+                i.durable.hard = i.current.hard.clone();
+                i.durable.conf = i.current.conf.clone();
+                let from = from.clamp(i.current.trunc.0 + 1, i.current.last() + 1);
+                let pos = (from - i.current.trunc.0 - 1) as usize;
+                i.durable.entries.truncate(pos);
+                i.durable
+                    .entries
+                    .extend_from_slice(&i.current.entries[pos..]);
+            }
+            _ => i.durable = i.current.clone(),
+        }
+        i.dirty_from = Some(i.current.last() + 1);
         Ok(())
     }
 }
@@ -129,39 +192,51 @@ impl raft::Storage for MemLog {
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
         let i = self.inner();
-        let log = &i.current.entries;
-        check_range(low, high, log.len() as u64)?;
-        let mut out = log[low as usize - 1..high as usize - 1].to_vec();
+        let cur = &i.current;
+        check_range(low, high, cur.trunc.0, cur.last())?;
+        let at = |idx: u64| (idx - cur.trunc.0 - 1) as usize;
+        let mut out = cur.entries[at(low)..at(high)].to_vec();
         raft::util::limit_size(&mut out, max_size.into());
         Ok(out)
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
         let i = self.inner();
-        if idx == 0 {
-            return Ok(0);
+        let cur = &i.current;
+        if idx == cur.trunc.0 {
+            return Ok(cur.trunc.1);
         }
-        i.current
-            .entries
-            .get(idx as usize - 1)
+        if idx < cur.trunc.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        cur.entries
+            .get((idx - cur.trunc.0 - 1) as usize)
             .map(|e| e.term)
             .ok_or(raft::Error::Store(StorageError::Unavailable))
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(1)
+        Ok(self.inner().current.trunc.0 + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.inner().current.entries.len() as u64)
+        Ok(self.inner().current.last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The whole log is kept, so no follower ever needs one.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        kept_or_unavailable(self.kept_snapshot(), request_index)
     }
+}
+
+/// What `raft::Storage::snapshot` answers from a log's kept snapshot.
+pub fn kept_or_unavailable(snap: Snapshot, request_index: u64) -> raft::Result<Snapshot> {
+    let index = snap.get_metadata().index;
+    if index == 0 || index < request_index {
+        return Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ));
+    }
+    Ok(snap)
 }
 
 #[cfg(test)]
@@ -197,5 +272,69 @@ mod tests {
         assert_eq!(log.term(2).unwrap(), 3);
         assert_eq!(log.last_index().unwrap(), 2);
         assert!(log.append(&[entry(5, 3)]).is_err(), "a gap");
+    }
+
+    fn snapshot(index: u64, term: u64) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.mut_metadata().index = index;
+        s.mut_metadata().term = term;
+        s.data = vec![7; 3].into();
+        s
+    }
+
+    #[test]
+    fn compaction_keeps_the_snapshot_and_the_entries_after_the_cut() {
+        let log = MemLog::new(vec![1]);
+        let es: Vec<Entry> = (1..=10).map(|i| entry(i, 1 + i / 5)).collect();
+        log.append(&es).unwrap();
+        log.sync().unwrap();
+        log.compact(&snapshot(8, 2), 6).unwrap();
+        assert_eq!(log.first_index().unwrap(), 7);
+        assert_eq!(log.term(6).unwrap(), 2, "the cut's term is kept");
+        assert!(matches!(
+            log.term(5),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        let ctx = GetEntriesContext::empty(false);
+        assert!(log.entries(5, 8, None, ctx).is_err());
+        let ctx = GetEntriesContext::empty(false);
+        assert_eq!(log.entries(7, 11, None, ctx).unwrap().len(), 4);
+        assert_eq!(log.snapshot(0, 2).unwrap().get_metadata().index, 8);
+        assert!(log.snapshot(9, 2).is_err(), "older than asked for");
+        // Not synced: a crash brings the whole log back; synced, it stays compacted.
+        log.crash();
+        assert_eq!(log.first_index().unwrap(), 1);
+        log.compact(&snapshot(8, 2), 6).unwrap();
+        log.sync().unwrap();
+        log.append(&[entry(11, 3)]).unwrap();
+        log.sync().unwrap();
+        log.crash();
+        assert_eq!(
+            (log.first_index().unwrap(), log.last_index().unwrap()),
+            (7, 11)
+        );
+    }
+
+    #[test]
+    fn an_installed_snapshot_replaces_the_whole_log() {
+        let log = MemLog::new(vec![1]);
+        log.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+        let mut s = snapshot(20, 4);
+        s.mut_metadata().mut_conf_state().voters = vec![1, 2, 3];
+        log.install(&s).unwrap();
+        log.sync().unwrap();
+        log.crash();
+        assert_eq!(
+            (log.first_index().unwrap(), log.last_index().unwrap()),
+            (21, 20)
+        );
+        assert_eq!(log.term(20).unwrap(), 4);
+        assert_eq!(log.hard_state().commit, 20);
+        assert_eq!(
+            log.initial_state().unwrap().conf_state.voters,
+            vec![1, 2, 3]
+        );
+        log.append(&[entry(21, 4)]).unwrap();
+        assert!(log.append(&[entry(20, 4)]).is_err(), "inside the snapshot");
     }
 }

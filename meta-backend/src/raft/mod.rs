@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod mem_log;
+mod net;
 pub mod replica;
 pub mod server;
 pub mod sled_log;
@@ -16,7 +17,8 @@ pub mod wire;
 
 pub use client::RaftClient;
 pub use mem_log::MemLog;
+pub use net::connect;
 pub use raft::eraftpb::Message;
-pub use replica::{Applied, DurableLog, Output, Replica, ReplicaConfig, ReplicaError};
+pub use replica::{Applied, Change, DurableLog, Output, Replica, ReplicaConfig, ReplicaError};
 pub use server::{Server, ServerConfig};
 pub use sled_log::SledLog;

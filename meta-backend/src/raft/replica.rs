@@ -9,28 +9,66 @@
 //! that rule, so that the simulator can show it would notice.
 
 use ferrofs_core::replica::{
-    applied_index, apply_entry, mark_applied, Command, Outcome, RequestId,
+    applied_index, apply_entry, apply_membership, mark_applied, membership, snapshot, Command,
+    Membership, Outcome, RequestId,
 };
 use ferrofs_core::{kv::Kv, Errno};
-use raft::eraftpb::{Entry, EntryType, HardState, Message};
-use raft::{RawNode, StateRole};
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState, Message, MessageType,
+    Snapshot,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// Where a replica keeps its Raft log and hard state.
+/// Where a replica keeps its Raft log, hard state, configuration and the snapshot
+/// that stands for the entries it compacted.
 pub trait DurableLog: raft::Storage {
     /// Appends `entries`, replacing any from the first one's index on.
     fn append(&self, entries: &[Entry]) -> Result<(), String>;
     fn set_hard_state(&self, hs: &HardState);
     fn set_commit(&self, commit: u64);
+    /// The configuration as of the last applied entry (what `initial_state` returns).
+    fn set_conf(&self, cs: &ConfState);
+    /// Keeps `snap` (the engine as of its index) and drops the entries up to
+    /// `drop_to` (at most the snapshot's index; the rest stay for slow followers).
+    fn compact(&self, snap: &Snapshot, drop_to: u64) -> Result<(), String>;
+    /// A leader's snapshot: kept, every entry dropped, the log continuing after it.
+    fn install(&self, snap: &Snapshot) -> Result<(), String>;
+    /// The kept snapshot (empty: none).
+    fn kept_snapshot(&self) -> Snapshot;
     /// Makes every change so far durable.
     fn sync(&self) -> Result<(), String>;
 }
 
+/// The raft configuration of a membership.
+pub fn conf_state(m: &Membership) -> ConfState {
+    ConfState {
+        voters: m.voters.clone(),
+        learners: m.learners.clone(),
+        ..ConfState::default()
+    }
+}
+
+/// The membership of a raft configuration, in a deterministic order (raft-rs lists
+/// ids in hash order, which differs between replicas).
+fn membership_of(cs: &ConfState, addrs: BTreeMap<u64, String>) -> Membership {
+    let (mut voters, mut learners) = (cs.voters.clone(), cs.learners.clone());
+    voters.sort_unstable();
+    learners.sort_unstable();
+    Membership {
+        voters,
+        learners,
+        addrs,
+    }
+}
+
 /// The checks every [`DurableLog`] makes of an `entries(low, high)` request against a
-/// whole log (no compaction) ending at `last`.
-pub fn check_range(low: u64, high: u64, last: u64) -> raft::Result<()> {
-    if low == 0 {
+/// log compacted up to `trunc` and ending at `last`.
+pub fn check_range(low: u64, high: u64, trunc: u64, last: u64) -> raft::Result<()> {
+    if low <= trunc {
         return Err(raft::Error::Store(raft::StorageError::Compacted));
     }
     if high > last + 1 || low > high {
@@ -48,6 +86,25 @@ pub struct ReplicaConfig {
     /// fixed per replica (min = max - 1), which keeps runs deterministic.
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
+    /// Take a snapshot and compact the log after this many applied entries (0: never).
+    pub snapshot_every: u64,
+    /// Entries kept behind a snapshot, so that a follower a little behind catches up
+    /// from the log rather than by snapshot.
+    pub keep_entries: u64,
+}
+
+impl ReplicaConfig {
+    /// Defaults for a replica `id`: distinct election timeouts (see `election_ticks`),
+    /// a snapshot every 10,000 entries, 1,000 kept behind it.
+    pub fn new(id: u64, election_ticks: usize) -> Self {
+        ReplicaConfig {
+            id,
+            election_ticks,
+            heartbeat_ticks: 2,
+            snapshot_every: 10_000,
+            keep_entries: 1_000,
+        }
+    }
 }
 
 /// Why a replica step failed.
@@ -99,6 +156,8 @@ pub struct Applied {
     pub outcome: Outcome,
     /// A request applied before (proposed twice): its first answer again, no writes.
     pub repeated: bool,
+    /// The keys it wrote (for the change feed; empty unless newly applied).
+    pub keys: Vec<Vec<u8>>,
 }
 
 /// What the shell has to do after [`Replica::handle_ready`].
@@ -111,6 +170,28 @@ pub struct Output {
     /// Read-index requests confirmed: `(context, index)`; the read may be served once
     /// [`Replica::applied`] reaches `index`.
     pub reads: Vec<(Vec<u8>, u64)>,
+    /// The membership changed (a change applied, or a snapshot installed): the new one.
+    pub membership: Option<Membership>,
+    /// A snapshot from the leader replaced this replica's state, up to this index.
+    pub installed: Option<u64>,
+}
+
+/// A membership change to propose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A new replica that receives the log but does not vote (yet).
+    AddLearner {
+        id: u64,
+        addr: String,
+    },
+    /// A learner (or a new replica) becomes a voter.
+    Promote {
+        id: u64,
+        addr: String,
+    },
+    Remove {
+        id: u64,
+    },
 }
 
 /// One Raft replica and its engine.
@@ -119,6 +200,13 @@ pub struct Replica<L: DurableLog + Clone> {
     log: L,
     engine: Arc<dyn Kv>,
     applied: u64,
+    applied_term: u64,
+    cfg: ReplicaConfig,
+    /// The membership as applied (the first voters, with no addresses, until a change).
+    members: Membership,
+    /// Take a snapshot at the next chance (the membership changed: raft-rs refuses a
+    /// snapshot whose configuration does not name the replica it is sent to).
+    snapshot_due: bool,
     skip_sync: bool,
 }
 
@@ -126,7 +214,26 @@ impl<L: DurableLog + Clone> Replica<L> {
     /// Starts (or restarts) a replica over `log` and `engine`; it resumes applying after
     /// the last entry `engine` holds.
     pub fn new(cfg: &ReplicaConfig, log: L, engine: Arc<dyn Kv>) -> Result<Self, ReplicaError> {
-        let applied = applied_index(&*engine)?;
+        let mut applied = applied_index(&*engine)?;
+        // A snapshot the log kept but the engine does not include yet (a crash right
+        // after a snapshot was installed, or an engine that starts empty): restore it.
+        let kept = log.kept_snapshot();
+        if kept.get_metadata().index > applied {
+            applied = snapshot::restore(&*engine, &kept.data)
+                .map_err(|e| ReplicaError::Log(format!("kept snapshot: {e}")))?;
+        }
+        // The engine's membership is the one as of its applied index; the log's copy
+        // may lag it (it is written second).
+        let members = match membership(&*engine)? {
+            Some(m) => {
+                log.set_conf(&conf_state(&m));
+                m
+            }
+            None => {
+                let cs = raft::Storage::initial_state(&log)?.conf_state;
+                membership_of(&cs, BTreeMap::new())
+            }
+        };
         // The engine only ever applies committed entries, so what it applied was
         // committed even if the recorded commit index is older (written lazily): raise
         // it, or raft-rs would refuse an applied index past its commit index.
@@ -142,6 +249,11 @@ impl<L: DurableLog + Clone> Replica<L> {
             log.set_commit(applied);
             log.sync().map_err(ReplicaError::Log)?;
         }
+        let applied_term = if applied == 0 {
+            0
+        } else {
+            raft::Storage::term(&log, applied)?
+        };
         let c = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
@@ -165,6 +277,10 @@ impl<L: DurableLog + Clone> Replica<L> {
             log,
             engine,
             applied,
+            applied_term,
+            cfg: cfg.clone(),
+            members,
+            snapshot_due: false,
             skip_sync: false,
         })
     }
@@ -231,6 +347,89 @@ impl<L: DurableLog + Clone> Replica<L> {
         Ok(self.raw.propose(Vec::new(), cmd.encode())?)
     }
 
+    /// Proposes a membership change. `book` is every member's address as the shell
+    /// knows it (the first members' come from its configuration); the change carries
+    /// the whole address book, so that every replica records the same one. raft-rs
+    /// takes one change at a time: a second one before the first is applied is
+    /// refused (the caller tries again).
+    /// Returns the proposed entry's index and term: the change is applied if the
+    /// entry applied at that index has that term.
+    pub fn propose_change(
+        &mut self,
+        change: &Change,
+        book: &BTreeMap<u64, String>,
+    ) -> Result<(u64, u64), ReplicaError> {
+        if !self.is_leader() {
+            return Err(ReplicaError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let mut addrs = book.clone();
+        let (change_type, node_id) = match change {
+            Change::AddLearner { id, addr } => {
+                addrs.insert(*id, addr.clone());
+                (ConfChangeType::AddLearnerNode, *id)
+            }
+            Change::Promote { id, addr } => {
+                addrs.insert(*id, addr.clone());
+                (ConfChangeType::AddNode, *id)
+            }
+            Change::Remove { id } => {
+                addrs.remove(id);
+                (ConfChangeType::RemoveNode, *id)
+            }
+        };
+        let book = Membership {
+            addrs,
+            ..Membership::default()
+        };
+        let cc = ConfChange {
+            change_type,
+            node_id,
+            context: book.encode().into(),
+            ..ConfChange::default()
+        };
+        // raft-rs would turn a second change into an empty entry.
+        if self.raw.raft.has_pending_conf() {
+            return Err(ReplicaError::Log(
+                "another membership change is still pending; try again when it is applied".into(),
+            ));
+        }
+        self.raw.propose_conf_change(Vec::new(), cc)?;
+        Ok((self.raw.raft.raft_log.last_index(), self.term()))
+    }
+
+    /// Hands leadership to `to` (a caught-up voter), e.g. before removing this replica.
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.raw.transfer_leader(to);
+    }
+
+    /// The membership as applied here.
+    pub fn members(&self) -> &Membership {
+        &self.members
+    }
+
+    /// How far each replica's log matches the leader's (the leader only).
+    pub fn progress(&self) -> Vec<(u64, u64)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let mut out: Vec<(u64, u64)> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, p)| (*id, p.matched))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The log's first index (entries before it are compacted into the snapshot).
+    pub fn first_index(&self) -> u64 {
+        raft::Storage::first_index(&self.log).unwrap_or(1)
+    }
+
     /// Asks for a linearizable read point; confirmed in [`Output::reads`].
     pub fn read_index(&mut self, ctx: Vec<u8>) {
         self.raw.read_index(ctx);
@@ -245,8 +444,7 @@ impl<L: DurableLog + Clone> Replica<L> {
         let mut rd = self.raw.ready();
         out.messages.extend(rd.take_messages());
         if !rd.snapshot().is_empty() {
-            // The whole log is kept (no compaction yet), so no leader sends one.
-            return Err(ReplicaError::Log("snapshots are not supported yet".into()));
+            self.install(rd.snapshot().clone(), &mut out)?;
         }
         let committed = rd.take_committed_entries();
         self.log.append(rd.entries()).map_err(ReplicaError::Log)?;
@@ -274,7 +472,96 @@ impl<L: DurableLog + Clone> Replica<L> {
         out.messages.extend(light.take_messages());
         self.apply(light.take_committed_entries(), &mut out)?;
         self.raw.advance_apply();
+        // A snapshot is on its way: the leader probes again after the next heartbeat
+        // answer, and sends another if this one was lost.
+        for m in &out.messages {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.raw.report_snapshot(m.to, SnapshotStatus::Finish);
+            }
+        }
+        self.maybe_compact()?;
         Ok(out)
+    }
+
+    /// A leader's snapshot: kept in the log first, then restored into the engine (so
+    /// a crash in between restores it again at restart).
+    fn install(&mut self, snap: Snapshot, out: &mut Output) -> Result<(), ReplicaError> {
+        let m = snap.get_metadata().clone();
+        self.log.install(&snap).map_err(ReplicaError::Log)?;
+        let index = snapshot::restore(&*self.engine, &snap.data)
+            .map_err(|e| ReplicaError::Log(format!("snapshot from the leader: {e}")))?;
+        if index != m.index {
+            return Err(ReplicaError::Log(format!(
+                "the leader's snapshot of entry {} holds the state of entry {index}",
+                m.index
+            )));
+        }
+        self.applied = m.index;
+        self.applied_term = m.term;
+        let cs = m.get_conf_state();
+        self.members = match membership(&*self.engine)? {
+            Some(m) => m,
+            None => membership_of(cs, BTreeMap::new()),
+        };
+        out.installed = Some(m.index);
+        out.membership = Some(self.members.clone());
+        Ok(())
+    }
+
+    /// Every `snapshot_every` applied entries: the engine as a snapshot, and the log
+    /// compacted behind it.
+    fn maybe_compact(&mut self) -> Result<(), ReplicaError> {
+        let every = self.cfg.snapshot_every;
+        let first = self.first_index();
+        let due = self.snapshot_due && self.log.kept_snapshot().get_metadata().index < self.applied;
+        if every == 0 || self.applied < first || (!due && self.applied - first + 1 < every) {
+            return Ok(());
+        }
+        self.snapshot_due = false;
+        let (index, data) = snapshot::dump(&*self.engine)?;
+        debug_assert_eq!(index, self.applied);
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Snapshot::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = self.applied_term;
+        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        let drop_to = index.saturating_sub(self.cfg.keep_entries);
+        self.log
+            .compact(&snap, drop_to)
+            .map_err(ReplicaError::Log)?;
+        tracing::debug!(index, drop_to, "raft log compacted behind a snapshot");
+        Ok(())
+    }
+
+    fn apply_conf_change(&mut self, e: &Entry) -> Result<Option<Membership>, ReplicaError> {
+        let Ok(cc) = ConfChange::parse_from_bytes(&e.data) else {
+            mark_applied(&*self.engine, e.index)?;
+            return Ok(None);
+        };
+        let cs = match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => cs,
+            Err(err) => {
+                // Every replica refuses the same change alike (e.g. removing the last
+                // voter): it is skipped.
+                tracing::warn!("membership change at {} refused: {err}", e.index);
+                mark_applied(&*self.engine, e.index)?;
+                return Ok(None);
+            }
+        };
+        // The address book the change carries, for the members it leaves.
+        let mut addrs = Membership::decode(&cc.context)
+            .map(|b| b.addrs)
+            .unwrap_or_else(|| self.members.addrs.clone());
+        addrs.retain(|id, _| cs.voters.contains(id) || cs.learners.contains(id));
+        let m = membership_of(&cs, addrs);
+        apply_membership(&*self.engine, e.index, &m)?;
+        self.log.set_conf(&cs);
+        self.members = m.clone();
+        self.snapshot_due = true;
+        Ok(Some(m))
     }
 
     fn apply(&mut self, entries: Vec<Entry>, out: &mut Output) -> Result<(), ReplicaError> {
@@ -286,12 +573,18 @@ impl<L: DurableLog + Clone> Replica<L> {
                 (EntryType::EntryNormal, false) => match Command::decode(&e.data) {
                     Ok(cmd) => {
                         let answer = apply_entry(&*self.engine, &cmd, e.index)?;
+                        let wrote = answer.outcome == Outcome::Applied && !answer.repeated;
                         Applied {
                             index: e.index,
                             term: e.term,
                             id: Some(cmd.id),
                             outcome: answer.outcome,
                             repeated: answer.repeated,
+                            keys: if wrote {
+                                cmd.writes.into_keys().collect()
+                            } else {
+                                Vec::new()
+                            },
                         }
                     }
                     Err(_) => {
@@ -302,10 +595,24 @@ impl<L: DurableLog + Clone> Replica<L> {
                             id: None,
                             outcome: Outcome::Invalid,
                             repeated: false,
+                            keys: Vec::new(),
                         }
                     }
                 },
-                // A new leader's empty entry (membership changes come later).
+                (EntryType::EntryConfChange, false) => {
+                    if let Some(m) = self.apply_conf_change(&e)? {
+                        out.membership = Some(m);
+                    }
+                    Applied {
+                        index: e.index,
+                        term: e.term,
+                        id: None,
+                        outcome: Outcome::Applied,
+                        repeated: false,
+                        keys: Vec::new(),
+                    }
+                }
+                // A new leader's empty entry (or a change of a kind never proposed).
                 _ => {
                     mark_applied(&*self.engine, e.index)?;
                     Applied {
@@ -314,10 +621,12 @@ impl<L: DurableLog + Clone> Replica<L> {
                         id: None,
                         outcome: Outcome::Applied,
                         repeated: false,
+                        keys: Vec::new(),
                     }
                 }
             };
             self.applied = e.index;
+            self.applied_term = e.term;
             out.applied.push(applied);
         }
         Ok(())
@@ -335,11 +644,7 @@ mod tests {
         voters
             .iter()
             .map(|&id| {
-                let cfg = ReplicaConfig {
-                    id,
-                    election_ticks: 10 + 3 * id as usize,
-                    heartbeat_ticks: 2,
-                };
+                let cfg = ReplicaConfig::new(id, 10 + 3 * id as usize);
                 Replica::new(&cfg, MemLog::new(voters.clone()), Arc::new(MemKv::new())).unwrap()
             })
             .collect()
@@ -420,12 +725,206 @@ mod tests {
         let (log, engine) = (rs[0].log().clone(), rs[0].engine().clone());
         let applied = rs[0].applied();
         drop(rs);
-        let cfg = ReplicaConfig {
-            id: 1,
-            election_ticks: 13,
-            heartbeat_ticks: 2,
-        };
+        let cfg = ReplicaConfig::new(1, 13);
         let r = Replica::new(&cfg, log, engine).unwrap();
         assert_eq!(r.applied(), applied);
+    }
+
+    /// Replicas by id (a slot may be empty: not started or stopped), and which are cut
+    /// off from the network.
+    struct Net {
+        rs: BTreeMap<u64, Replica<MemLog>>,
+        cut: Vec<u64>,
+    }
+
+    impl Net {
+        fn new(n: u64, snapshot_every: u64) -> Net {
+            let voters: Vec<u64> = (1..=n).collect();
+            let rs = voters
+                .iter()
+                .map(|&id| {
+                    (
+                        id,
+                        Net::replica(id, MemLog::new(voters.clone()), snapshot_every),
+                    )
+                })
+                .collect();
+            Net { rs, cut: vec![] }
+        }
+
+        fn replica(id: u64, log: MemLog, snapshot_every: u64) -> Replica<MemLog> {
+            let mut cfg = ReplicaConfig::new(id, 10 + 3 * id as usize);
+            cfg.snapshot_every = snapshot_every;
+            cfg.keep_entries = 5;
+            Replica::new(&cfg, log, Arc::new(MemKv::new())).unwrap()
+        }
+
+        fn settle(&mut self) {
+            for _ in 0..200 {
+                let mut msgs = Vec::new();
+                for r in self.rs.values_mut() {
+                    msgs.extend(r.handle_ready().unwrap().messages);
+                }
+                if msgs.is_empty() {
+                    return;
+                }
+                for m in msgs {
+                    if self.cut.contains(&m.to) || self.cut.contains(&m.from) {
+                        continue;
+                    }
+                    if let Some(r) = self.rs.get_mut(&m.to) {
+                        let _ = r.step(m);
+                    }
+                }
+            }
+        }
+
+        fn run(&mut self, ticks: usize) {
+            for _ in 0..ticks {
+                for r in self.rs.values_mut() {
+                    r.tick();
+                }
+                self.settle();
+            }
+        }
+
+        fn leader(&mut self) -> &mut Replica<MemLog> {
+            for _ in 0..100 {
+                if self.rs.values().any(|r| r.is_leader()) {
+                    break;
+                }
+                self.run(1);
+            }
+            self.rs
+                .values_mut()
+                .find(|r| r.is_leader())
+                .expect("a leader")
+        }
+
+        fn put(&mut self, seq: u64) {
+            let cmd = put(seq, format!("k{seq}").as_bytes());
+            self.leader().propose(&cmd).unwrap();
+            self.settle();
+        }
+
+        fn change(&mut self, c: Change) {
+            let book = BTreeMap::new();
+            self.leader().propose_change(&c, &book).unwrap();
+            self.settle();
+        }
+    }
+
+    fn state(r: &Replica<MemLog>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        kv::read(&**r.engine(), |t| t.scan(b"", &[0xff; 8], usize::MAX)).unwrap()
+    }
+
+    #[test]
+    fn a_follower_that_missed_compacted_entries_catches_up_by_snapshot() {
+        let mut net = Net::new(3, 20);
+        net.leader();
+        let behind = if net.leader().id() == 3 { 2 } else { 3 };
+        net.cut = vec![behind];
+        for seq in 1..=60 {
+            net.put(seq);
+        }
+        let leader_first = net.leader().first_index();
+        assert!(
+            leader_first > 30,
+            "the leader compacted its log (first {leader_first})"
+        );
+        assert!(net.rs[&behind].applied() < 10);
+        net.cut.clear();
+        net.run(20);
+        let l = net.leader().id();
+        assert_eq!(net.rs[&behind].applied(), net.rs[&l].applied());
+        assert_eq!(state(&net.rs[&behind]), state(&net.rs[&l]), "same state");
+        assert!(
+            net.rs[&behind].first_index() > 30,
+            "its log starts after the snapshot"
+        );
+        // It keeps up with the log from there.
+        net.put(61);
+        let v = kv::read(&**net.rs[&behind].engine(), |t| t.get(b"k61")).unwrap();
+        assert_eq!(v, Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn a_restarted_replica_with_an_empty_engine_restores_the_kept_snapshot() {
+        let mut net = Net::new(1, 10);
+        for seq in 1..=25 {
+            net.put(seq);
+        }
+        let r = net.rs.remove(&1).unwrap();
+        let user_keys = |r: &Replica<MemLog>| {
+            let mut s = state(r);
+            s.retain(|(k, _)| k != b"R");
+            s
+        };
+        let (log, before) = (r.log().clone(), user_keys(&r));
+        assert!(r.first_index() > 1);
+        drop(r);
+        log.crash();
+        // The engine is gone (a new, empty one); the kept snapshot and the log after it
+        // bring it back.
+        let mut r = Net::replica(1, log, 10);
+        for _ in 0..40 {
+            r.tick();
+            r.handle_ready().unwrap();
+        }
+        assert_eq!(user_keys(&r), before);
+    }
+
+    #[test]
+    fn replicas_join_as_learners_get_promoted_and_a_voter_is_removed() {
+        let mut net = Net::new(3, 20);
+        for seq in 1..=30 {
+            net.put(seq);
+        }
+        // Replica 4 starts with no configuration and waits for the leader.
+        net.rs.insert(4, Net::replica(4, MemLog::new(vec![]), 20));
+        net.change(Change::AddLearner {
+            id: 4,
+            addr: "h:4".into(),
+        });
+        net.run(10);
+        assert_eq!(net.rs[&4].members().learners, vec![4]);
+        assert_eq!(
+            net.rs[&4].members().addrs.get(&4).map(String::as_str),
+            Some("h:4")
+        );
+        let l = net.leader().id();
+        assert_eq!(state(&net.rs[&4]), state(&net.rs[&l]), "caught up");
+        net.change(Change::Promote {
+            id: 4,
+            addr: "h:4".into(),
+        });
+        net.run(5);
+        assert_eq!(net.rs[&4].members().voters, vec![1, 2, 3, 4]);
+        // Remove the leader itself: it hands over first, as the CLI does.
+        let old = net.leader().id();
+        let heir = if old == 4 { 1 } else { 4 };
+        net.leader().transfer_leader(heir);
+        net.run(20);
+        assert_ne!(net.leader().id(), old);
+        net.change(Change::Remove { id: old });
+        net.run(10);
+        net.rs.remove(&old);
+        for r in net.rs.values() {
+            assert!(!r.members().voters.contains(&old));
+        }
+        net.put(31);
+        let l = net.leader().id();
+        for r in net.rs.values() {
+            assert_eq!(r.applied(), net.rs[&l].applied());
+        }
+        // A second change before the first applies is refused, not queued.
+        let book = BTreeMap::new();
+        let leader = net.leader();
+        leader
+            .propose_change(&Change::Remove { id: 4 }, &book)
+            .unwrap();
+        assert!(leader
+            .propose_change(&Change::Remove { id: 2 }, &book)
+            .is_err());
     }
 }

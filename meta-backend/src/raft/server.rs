@@ -1,32 +1,38 @@
 //! `ferrofs meta-server`: one replica of the replicated engine on the network.
 //!
 //! One driver thread owns the [`Replica`]: it ticks it every `tick`, steps it with
-//! peers' messages, proposes clients' commits, asks read indexes for their reads, and
-//! after every batch of events handles its ready state (log synced before any vote or
-//! acknowledgement goes out), answers the commits that were applied and serves the
-//! reads whose index is applied. Connection threads only move frames: peers' messages
-//! and clients' requests in, responses and outgoing Raft messages out.
+//! peers' messages, proposes clients' commits and membership changes, asks read
+//! indexes for their reads, and after every batch of events handles its ready state
+//! (log synced before any vote or acknowledgement goes out), answers the commits and
+//! changes that were applied and serves the reads whose index is applied. Connection
+//! threads (`net`) only move frames, and answer reads of the applied state and the
+//! change feed themselves.
 //!
 //! Only the leader answers; others say who leads. Reads are linearizable by read
 //! index (raft-rs `ReadOnlySafe`: the leader confirms with a quorum of heartbeats that
 //! it still leads, then serves at the commit index it had), which needs no clock
 //! assumptions, unlike leases.
+//!
+//! Membership: the first members are the ones `--peers` names. Later changes are Raft
+//! entries that carry the whole address book, applied into the replicated state
+//! (`core::replica::members`), so every replica sends to the same addresses and a
+//! replica that restarts or catches up by snapshot knows them. A replica removed from
+//! the cluster stops.
 
+use super::net::{self, serve_read, Event, Shared};
 use super::replica::{Replica, ReplicaConfig};
 use super::sled_log::SledLog;
-use super::wire::{self, Request, Response};
+use super::wire::{self, MembersInfo, Request, Response};
 use crate::SledKv;
-use ferrofs_core::kv::{self, Kv};
-use ferrofs_core::replica::{apply::reads_hold, RequestId};
-use protobuf::Message as _;
+use ferrofs_core::kv::Kv;
+use ferrofs_core::replica::{Feed, Membership, RequestId};
 use raft::eraftpb::Message;
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -34,7 +40,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     pub id: u64,
-    /// Every replica's id and address, this one's included.
+    /// The replicas' ids and addresses, this one's included: the whole first cluster,
+    /// or (with `join`) at least this replica and the members to reach.
     pub peers: BTreeMap<u64, String>,
     pub data_dir: PathBuf,
     /// Raft's clock: heartbeats every 2 ticks, elections after 10 to 20.
@@ -42,19 +49,32 @@ pub struct ServerConfig {
     /// The shared secret every client and peer must prove it knows (`None`: anyone
     /// may connect; only for a trusted network).
     pub secret: Option<Vec<u8>>,
+    /// A new replica for a running cluster: it starts with no configuration and waits
+    /// for the leader (after `ferrofs meta-member add`) to send it the state.
+    pub join: bool,
+    /// Snapshot and compact the log every this many entries (0: never).
+    pub snapshot_every: u64,
+}
+
+impl ServerConfig {
+    /// A configuration with the defaults for the rest.
+    pub fn new(id: u64, peers: BTreeMap<u64, String>, data_dir: PathBuf) -> Self {
+        ServerConfig {
+            id,
+            peers,
+            data_dir,
+            tick: Duration::from_millis(100),
+            secret: None,
+            join: false,
+            snapshot_every: 10_000,
+        }
+    }
 }
 
 /// Waiting requests are failed (the client tries again) after this long.
 const WAIT_LIMIT: Duration = Duration::from_secs(5);
-
-enum Event {
-    Peer(Message),
-    Request {
-        id: u64,
-        req: Request,
-        reply: Sender<Vec<u8>>,
-    },
-}
+/// The change feed remembers about this many keys.
+const FEED_KEYS: usize = 200_000;
 
 /// A running replica; [`Server::stop`] ends it.
 pub struct Server {
@@ -74,25 +94,30 @@ impl Server {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", cfg.data_dir.display()))?;
         let kv = Arc::new(SledKv::open(&cfg.data_dir).map_err(|e| e.to_string())?);
-        let voters: Vec<u64> = cfg.peers.keys().copied().collect();
-        let log = SledLog::open(kv.db(), voters)?;
-        let rcfg = ReplicaConfig {
-            id: cfg.id,
-            // Distinct timeouts (see ReplicaConfig): 10, 12, 14, ... ticks.
-            election_ticks: 10 + 2 * (cfg.id.saturating_sub(1) % 5) as usize,
-            heartbeat_ticks: 2,
+        let voters: Vec<u64> = if cfg.join {
+            Vec::new()
+        } else {
+            cfg.peers.keys().copied().collect()
         };
+        let log = SledLog::open(kv.db(), voters)?;
+        let mut rcfg = ReplicaConfig::new(
+            cfg.id,
+            // Distinct timeouts (see ReplicaConfig): 10, 12, 14, ... ticks.
+            10 + 2 * (cfg.id.saturating_sub(1) % 5) as usize,
+        );
+        rcfg.snapshot_every = cfg.snapshot_every;
+        rcfg.keep_entries = (cfg.snapshot_every / 10).max(1);
         let engine: Arc<dyn Kv> = kv;
         let replica = Replica::new(&rcfg, log, engine.clone()).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
-        let peers = spawn_peer_senders(&cfg, &stop);
         let shared = Arc::new(Shared {
             engine,
             leading: AtomicBool::new(false),
-            leader: std::sync::Mutex::new(String::new()),
+            leader: Mutex::new(String::new()),
+            feed: Mutex::new(Feed::new(replica.applied(), FEED_KEYS)),
         });
-        spawn_listener(
+        net::spawn_listener(
             listener,
             tx,
             stop.clone(),
@@ -102,7 +127,7 @@ impl Server {
         let s = stop.clone();
         let driver = thread::Builder::new()
             .name(format!("raft-{}", cfg.id))
-            .spawn(move || Driver::new(cfg, replica, peers, shared).run(rx, &s))
+            .spawn(move || Driver::new(cfg, replica, shared, s.clone()).run(rx, &s))
             .map_err(|e| e.to_string())?;
         tracing::info!(addr = %addr, "meta server replica started");
         Ok(Server {
@@ -112,7 +137,8 @@ impl Server {
         })
     }
 
-    /// Runs until the driver fails (a log write error) or the process is stopped.
+    /// Runs until the driver fails (a log write error), the replica is removed from
+    /// the cluster, or the process is stopped.
     pub fn wait(mut self) -> Result<(), String> {
         match self.driver.take().map(|d| d.join()) {
             Some(Ok(r)) => r,
@@ -132,195 +158,6 @@ impl Server {
     }
 }
 
-/// What connection threads may know without asking the driver: the engine (for reads
-/// of the applied state) and whether this replica leads.
-struct Shared {
-    engine: Arc<dyn Kv>,
-    leading: AtomicBool,
-    /// The leader's address ("" unknown).
-    leader: std::sync::Mutex<String>,
-}
-
-fn spawn_listener(
-    listener: TcpListener,
-    tx: Sender<Event>,
-    stop: Arc<AtomicBool>,
-    secret: Option<Arc<Vec<u8>>>,
-    shared: Arc<Shared>,
-) {
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            if stop.load(Ordering::SeqCst) {
-                return;
-            }
-            let Ok(conn) = conn else { continue };
-            let _ = conn.set_nodelay(true);
-            let (tx, stop, secret, shared) =
-                (tx.clone(), stop.clone(), secret.clone(), shared.clone());
-            thread::spawn(move || serve_connection(conn, tx, stop, secret, shared));
-        }
-    });
-}
-
-/// The server side of the handshake (see `wire`): challenge, proof, or denied.
-fn authenticate(conn: &mut TcpStream, secret: Option<&[u8]>) -> bool {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let Ok(ch) = wire::challenge() else {
-        return false;
-    };
-    if wire::write_frame(conn, wire::KIND_CHALLENGE, &ch).is_err() {
-        return false;
-    }
-    let ok = match wire::read_frame(conn) {
-        Ok((wire::KIND_HELLO, p)) => secret.is_none_or(|s| wire::verify(s, &ch, &p)),
-        _ => false,
-    };
-    if !ok {
-        let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::warn!(peer = %peer, "refused a connection that did not prove the volume's secret");
-        let _ = wire::write_frame(conn, wire::KIND_DENIED, b"wrong secret");
-    }
-    let _ = conn.set_read_timeout(None);
-    ok
-}
-
-/// Reads frames from one connection until it closes or sends something bad.
-fn serve_connection(
-    mut conn: TcpStream,
-    tx: Sender<Event>,
-    stop: Arc<AtomicBool>,
-    secret: Option<Arc<Vec<u8>>>,
-    shared: Arc<Shared>,
-) {
-    if !authenticate(&mut conn, secret.as_deref().map(|s| s.as_slice())) {
-        return;
-    }
-    let Ok(writer) = conn.try_clone() else {
-        return;
-    };
-    let writer = Arc::new(std::sync::Mutex::new(writer));
-    let (reply_tx, reply_rx) = mpsc::channel::<Vec<u8>>();
-    let (stop_w, w) = (stop.clone(), writer.clone());
-    thread::spawn(move || {
-        for body in reply_rx {
-            let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
-            if stop_w.load(Ordering::SeqCst)
-                || wire::write_frame(&mut *w, wire::KIND_RESPONSE, &body).is_err()
-            {
-                return;
-            }
-        }
-    });
-    let mut reader = BufReader::new(conn);
-    while !stop.load(Ordering::SeqCst) {
-        let ev = match wire::read_frame(&mut reader) {
-            Ok((wire::KIND_RAFT, body)) => match Message::parse_from_bytes(&body) {
-                Ok(m) => Event::Peer(m),
-                Err(_) => break,
-            },
-            Ok((wire::KIND_REQUEST, body)) => match wire::decode_request(&body) {
-                // Reads of the applied state need no Raft: answered here, at once.
-                Ok((
-                    id,
-                    req @ (Request::GetApplied(_)
-                    | Request::ScanApplied { .. }
-                    | Request::GetManyApplied(_)),
-                )) => {
-                    let resp = if shared.leading.load(Ordering::Acquire) {
-                        serve_read(&*shared.engine, &req)
-                    } else {
-                        let leader = shared.leader.lock().unwrap_or_else(|e| e.into_inner());
-                        Response::NotLeader(leader.clone())
-                    };
-                    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
-                    let body = wire::encode_response(id, &resp);
-                    if wire::write_frame(&mut *w, wire::KIND_RESPONSE, &body).is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                Ok((id, req)) => Event::Request {
-                    id,
-                    req,
-                    reply: reply_tx.clone(),
-                },
-                Err(_) => break,
-            },
-            // A bad frame closes the connection; nothing else is affected.
-            _ => break,
-        };
-        if tx.send(ev).is_err() {
-            break;
-        }
-    }
-}
-
-/// One sender thread per peer: connects when there is something to send, drops
-/// messages it cannot deliver (Raft sends again).
-fn spawn_peer_senders(
-    cfg: &ServerConfig,
-    stop: &Arc<AtomicBool>,
-) -> HashMap<u64, SyncSender<Message>> {
-    let mut out = HashMap::new();
-    for (&id, addr) in &cfg.peers {
-        if id == cfg.id {
-            continue;
-        }
-        let (tx, rx) = mpsc::sync_channel::<Message>(4096);
-        let (addr, stop) = (addr.clone(), stop.clone());
-        let secret = cfg.secret.clone().unwrap_or_default();
-        thread::spawn(move || peer_sender(addr, rx, stop, secret));
-        out.insert(id, tx);
-    }
-    out
-}
-
-fn peer_sender(addr: String, rx: Receiver<Message>, stop: Arc<AtomicBool>, secret: Vec<u8>) {
-    let mut conn: Option<TcpStream> = None;
-    let mut retry_at = Instant::now();
-    for m in rx {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        if conn.is_none() && Instant::now() >= retry_at {
-            conn = connect(&addr, Duration::from_millis(500))
-                .and_then(|mut c| {
-                    c.set_read_timeout(Some(Duration::from_secs(2)))?;
-                    let mut r = c.try_clone()?;
-                    wire::answer_challenge(&mut r, &mut c, &secret)?;
-                    Ok(c)
-                })
-                .ok();
-            if conn.is_none() {
-                retry_at = Instant::now() + Duration::from_millis(100);
-            }
-        }
-        let Some(c) = conn.as_mut() else { continue };
-        let Ok(body) = m.write_to_bytes() else {
-            continue;
-        };
-        if wire::write_frame(c, wire::KIND_RAFT, &body).is_err() {
-            conn = None;
-        }
-    }
-}
-
-/// Connects to `addr` (host:port, resolved) within `timeout`.
-pub fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
-    use std::net::ToSocketAddrs;
-    let mut last = None;
-    for a in addr.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&a, timeout) {
-            Ok(s) => {
-                s.set_nodelay(true)?;
-                return Ok(s);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} resolves to nothing"))))
-}
-
 struct Waiting {
     id: u64,
     reply: Sender<Vec<u8>>,
@@ -331,8 +168,15 @@ struct Driver {
     shared: Arc<Shared>,
     cfg: ServerConfig,
     replica: Replica<SledLog>,
-    peers: HashMap<u64, SyncSender<Message>>,
+    stop: Arc<AtomicBool>,
+    /// Every member's address: `--peers` until the first membership change.
+    book: BTreeMap<u64, String>,
+    peers: HashMap<u64, (String, SyncSender<Message>)>,
+    /// Whether this replica has been a member (a joining one is not, at first).
+    member: bool,
     commits: HashMap<RequestId, Vec<Waiting>>,
+    /// Membership changes proposed: (index, term) of their entry.
+    changes: Vec<(u64, u64, Waiting)>,
     /// Reads waiting for their read index: context → (request, waiter).
     reads: HashMap<u64, (Request, Waiting)>,
     /// Confirmed read indexes: (index, context), served once applied.
@@ -345,25 +189,67 @@ impl Driver {
     fn new(
         cfg: ServerConfig,
         replica: Replica<SledLog>,
-        peers: HashMap<u64, SyncSender<Message>>,
         shared: Arc<Shared>,
+        stop: Arc<AtomicBool>,
     ) -> Self {
-        Driver {
+        let members = replica.members().clone();
+        let mut d = Driver {
             shared,
+            book: BTreeMap::new(),
+            member: is_member(&members, cfg.id),
             cfg,
             replica,
-            peers,
+            stop,
+            peers: HashMap::new(),
+            changes: Vec::new(),
             commits: HashMap::new(),
             reads: HashMap::new(),
             confirmed: Vec::new(),
             next_ctx: 1,
             was_leader: false,
+        };
+        d.set_members(&members);
+        d
+    }
+
+    /// Takes a membership: its address book (or `--peers`' while it has none) and a
+    /// sender per other member.
+    fn set_members(&mut self, m: &Membership) {
+        self.book = if m.addrs.is_empty() {
+            self.cfg.peers.clone()
+        } else {
+            m.addrs.clone()
+        };
+        let secret = self.cfg.secret.clone().unwrap_or_default();
+        let mut ids: Vec<u64> = self.book.keys().copied().collect();
+        // A joining replica hears from a leader its --peers may name.
+        ids.extend(self.cfg.peers.keys().copied());
+        self.peers.retain(|id, (addr, _)| {
+            ids.contains(id) && self.book.get(id).is_none_or(|a| a == addr)
+        });
+        for id in ids {
+            if id == self.cfg.id || self.peers.contains_key(&id) {
+                continue;
+            }
+            let Some(addr) = self.book.get(&id).or_else(|| self.cfg.peers.get(&id)) else {
+                continue;
+            };
+            let tx = net::spawn_peer_sender(addr.clone(), secret.clone(), &self.stop);
+            self.peers.insert(id, (addr.clone(), tx));
         }
     }
 
     fn run(mut self, rx: Receiver<Event>, stop: &AtomicBool) -> Result<(), String> {
         let mut next_tick = Instant::now() + self.cfg.tick;
         while !stop.load(Ordering::SeqCst) {
+            if self.member && !is_member(self.replica.members(), self.cfg.id) {
+                tracing::warn!(
+                    id = self.cfg.id,
+                    "this replica was removed from the cluster; it stops (its data dir can be deleted)"
+                );
+                self.fail_all("this replica left the cluster");
+                return Ok(());
+            }
             let wait = next_tick.saturating_duration_since(Instant::now());
             match rx.recv_timeout(wait) {
                 Ok(ev) => self.handle(ev),
@@ -385,8 +271,7 @@ impl Driver {
     }
 
     fn leader_addr(&self) -> String {
-        self.cfg
-            .peers
+        self.book
             .get(&self.replica.leader())
             .cloned()
             .unwrap_or_default()
@@ -415,6 +300,15 @@ impl Driver {
                         Ok(()) => self.commits.entry(cmd.id).or_default().push(w),
                         Err(e) => answer(&w, &Response::Retry(e.to_string())),
                     },
+                    Request::Members => answer(&w, &Response::Members(self.members_info())),
+                    Request::Change(ch) => match self.replica.propose_change(&ch, &self.book) {
+                        Ok((index, term)) => self.changes.push((index, term, w)),
+                        Err(e) => answer(&w, &Response::Retry(e.to_string())),
+                    },
+                    Request::TransferLeader(to) => {
+                        self.replica.transfer_leader(to);
+                        answer(&w, &Response::Done);
+                    }
                     // Reads a later commit or check will confirm: what is applied now.
                     read @ (Request::GetApplied(_)
                     | Request::ScanApplied { .. }
@@ -435,14 +329,44 @@ impl Driver {
             tracing::error!("replica failed: {e}");
             e.to_string()
         })?;
+        if let Some(m) = &out.membership {
+            self.set_members(m);
+            self.member |= is_member(m, self.cfg.id);
+            tracing::info!(voters = ?m.voters, learners = ?m.learners, "membership changed");
+        }
         for m in out.messages {
-            if let Some(p) = self.peers.get(&m.to) {
+            if let Some((_, p)) = self.peers.get(&m.to) {
                 // A full queue drops the message: Raft sends again.
                 let _ = p.try_send(m);
             }
         }
+        {
+            let mut feed = self.shared.feed.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(index) = out.installed {
+                tracing::info!(index, "caught up by a snapshot from the leader");
+                feed.reset(index);
+            }
+            for a in &out.applied {
+                feed.push(a.index, a.keys.clone());
+            }
+        }
         for a in out.applied {
-            let Some(id) = a.id else { continue };
+            let Some(id) = a.id else {
+                // A membership change (or an empty entry) at this index.
+                let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.changes)
+                    .into_iter()
+                    .partition(|(index, _, _)| *index <= a.index);
+                self.changes = waiting;
+                for (index, term, w) in done {
+                    let r = if index == a.index && term == a.term {
+                        Response::Done
+                    } else {
+                        Response::Retry("the change was lost with a leader change".into())
+                    };
+                    answer(&w, &r);
+                }
+                continue;
+            };
             for w in self.commits.remove(&id).unwrap_or_default() {
                 answer(&w, &Response::Outcome(a.outcome));
             }
@@ -484,6 +408,18 @@ impl Driver {
         serve_read(&**self.replica.engine(), req)
     }
 
+    fn members_info(&self) -> MembersInfo {
+        let mut members = self.replica.members().clone();
+        members.addrs = self.book.clone();
+        MembersInfo {
+            leader: self.replica.leader(),
+            applied: self.replica.applied(),
+            first_index: self.replica.first_index(),
+            members,
+            progress: self.replica.progress(),
+        }
+    }
+
     fn fail_all(&mut self, why: &str) {
         for (_, ws) in self.commits.drain() {
             for w in ws {
@@ -491,6 +427,9 @@ impl Driver {
             }
         }
         for (_, (_, w)) in self.reads.drain() {
+            answer(&w, &Response::Retry(why.into()));
+        }
+        for (_, _, w) in self.changes.drain(..) {
             answer(&w, &Response::Retry(why.into()));
         }
         self.confirmed.clear();
@@ -519,27 +458,17 @@ impl Driver {
                 answer(&w, &Response::Retry("timed out".into()));
             }
         }
+        for (_, _, w) in self.changes.iter().filter(|(_, _, w)| old(w)) {
+            answer(w, &Response::Retry("timed out".into()));
+        }
+        self.changes.retain(|(_, _, w)| !old(w));
     }
+}
+
+fn is_member(m: &Membership, id: u64) -> bool {
+    m.voters.contains(&id) || m.learners.contains(&id)
 }
 
 fn answer(w: &Waiting, r: &Response) {
     let _ = w.reply.send(wire::encode_response(w.id, r));
-}
-
-/// A read of `engine`'s applied state.
-fn serve_read(engine: &dyn Kv, req: &Request) -> Response {
-    let r = match req {
-        Request::Get(k) | Request::GetApplied(k) => {
-            kv::read(engine, |t| t.get(k)).map(Response::Value)
-        }
-        Request::Scan { start, end, limit } | Request::ScanApplied { start, end, limit } => {
-            kv::read(engine, |t| t.scan(start, end, *limit as usize)).map(Response::Pairs)
-        }
-        Request::Check(cmd) => kv::read(engine, |t| reads_hold(t, &cmd.reads)).map(Response::Holds),
-        Request::GetManyApplied(keys) => {
-            kv::read(engine, |t| t.get_many(keys)).map(Response::Values)
-        }
-        Request::Commit(_) => return Response::Retry("not a read".into()),
-    };
-    r.unwrap_or_else(|e| Response::Retry(format!("engine error: {e}")))
 }

@@ -2,12 +2,19 @@
 //! metadata, so that one flush makes the log and the applied metadata durable.
 //!
 //! ```text
-//! tree raft-entries: index u64 BE → Entry (protobuf)
-//! tree raft-state:   "hard" → HardState (protobuf), "conf" → ConfState (protobuf)
+//! tree raft-entries:  index u64 BE → Entry (protobuf)
+//! tree raft-state:    "hard" → HardState (protobuf), "conf" → ConfState (protobuf),
+//!                     "trunc" → index u64 | term u64 (entries up to it are compacted)
+//! tree raft-snapshot: "snap" → the kept Snapshot (protobuf; its data: core::replica::snapshot)
 //! ```
 //!
-//! It keeps the whole log (no compaction yet).
+//! sled recovers a prefix of its operations after a crash, across trees, which the
+//! order of writes here relies on: a compaction stores its snapshot before its cut
+//! and drops entries last; an installed snapshot is stored before the engine is
+//! restored from it, so a crash in between leaves a log whose snapshot is ahead of the
+//! engine, and the replica restores the engine from it when it starts.
 
+use super::mem_log::kept_or_unavailable;
 use super::replica::{check_range, DurableLog};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -16,6 +23,8 @@ use std::sync::{Arc, Mutex};
 
 const HARD: &[u8] = b"hard";
 const CONF: &[u8] = b"conf";
+const TRUNC: &[u8] = b"trunc";
+const SNAP: &[u8] = b"snap";
 
 /// A handle on the log (clones share it).
 #[derive(Clone)]
@@ -23,8 +32,15 @@ pub struct SledLog {
     db: sled::Db,
     entries: sled::Tree,
     state: sled::Tree,
-    /// The last index, kept in memory (the tree's last key).
-    last: Arc<Mutex<u64>>,
+    snapshots: sled::Tree,
+    /// The compaction point and the last index, kept in memory.
+    bounds: Arc<Mutex<Bounds>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bounds {
+    trunc: (u64, u64),
+    last: u64,
 }
 
 fn store_err(e: impl std::fmt::Display) -> raft::Error {
@@ -37,10 +53,20 @@ impl SledLog {
     pub fn open(db: &sled::Db, voters: Vec<u64>) -> Result<SledLog, String> {
         let entries = db.open_tree("raft-entries").map_err(|e| e.to_string())?;
         let state = db.open_tree("raft-state").map_err(|e| e.to_string())?;
+        let snapshots = db.open_tree("raft-snapshot").map_err(|e| e.to_string())?;
+        let trunc = match state.get(TRUNC).map_err(|e| e.to_string())? {
+            None => (0, 0),
+            Some(b) if b.len() == 16 => (
+                u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+                u64::from_be_bytes(b[8..].try_into().expect("8 bytes")),
+            ),
+            Some(_) => return Err("bad raft-state trunc record".into()),
+        };
         let last = match entries.last().map_err(|e| e.to_string())? {
             Some((k, _)) => u64::from_be_bytes(k.as_ref().try_into().map_err(|_| "bad log key")?),
             None => 0,
-        };
+        }
+        .max(trunc.0);
         if state.get(CONF).map_err(|e| e.to_string())?.is_none() {
             let conf = ConfState {
                 voters,
@@ -53,12 +79,35 @@ impl SledLog {
             db: db.clone(),
             entries,
             state,
-            last: Arc::new(Mutex::new(last)),
+            snapshots,
+            bounds: Arc::new(Mutex::new(Bounds { trunc, last })),
         })
     }
 
-    fn last(&self) -> u64 {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner())
+    fn bounds(&self) -> Bounds {
+        *self.bounds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn put_trunc(&self, trunc: (u64, u64)) -> Result<(), String> {
+        let mut b = trunc.0.to_be_bytes().to_vec();
+        b.extend_from_slice(&trunc.1.to_be_bytes());
+        self.state.insert(TRUNC, b).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn put_snapshot(&self, snap: &Snapshot) -> Result<(), String> {
+        let b = snap.write_to_bytes().map_err(|e| e.to_string())?;
+        self.snapshots.insert(SNAP, b).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Removes the entries in `[from, to]`.
+    fn remove_entries(&self, from: u64, to: u64) -> Result<(), String> {
+        let mut batch = sled::Batch::default();
+        for i in from..=to {
+            batch.remove(&i.to_be_bytes());
+        }
+        self.entries.apply_batch(batch).map_err(|e| e.to_string())
     }
 
     fn get_entry(&self, idx: u64) -> raft::Result<Option<Entry>> {
@@ -87,11 +136,15 @@ impl DurableLog for SledLog {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        if first.index == 0 || first.index > *last + 1 {
+        let mut guard = self.bounds.lock().unwrap_or_else(|e| e.into_inner());
+        let bounds = &mut *guard;
+        let last = &mut bounds.last;
+        if first.index <= bounds.trunc.0 || first.index > *last + 1 {
             return Err(format!(
-                "append at {} leaves a gap after {}",
-                first.index, *last
+                "append at {} outside the log ({}..={})",
+                first.index,
+                bounds.trunc.0 + 1,
+                *last
             ));
         }
         let mut batch = sled::Batch::default();
@@ -124,6 +177,72 @@ impl DurableLog for SledLog {
         }
     }
 
+    fn set_conf(&self, cs: &ConfState) {
+        let r = cs
+            .write_to_bytes()
+            .map_err(|e| e.to_string())
+            .and_then(|b| self.state.insert(CONF, b).map_err(|e| e.to_string()));
+        if let Err(e) = r {
+            tracing::error!("cannot write the raft configuration: {e}");
+        }
+    }
+
+    fn compact(&self, snap: &Snapshot, drop_to: u64) -> Result<(), String> {
+        let mut bounds = self.bounds.lock().unwrap_or_else(|e| e.into_inner());
+        let drop_to = drop_to.max(bounds.trunc.0);
+        if drop_to > bounds.last || drop_to > snap.get_metadata().index {
+            return Err(format!(
+                "cannot compact to {drop_to}: past the log or the snapshot"
+            ));
+        }
+        let term = if drop_to == bounds.trunc.0 {
+            bounds.trunc.1
+        } else {
+            self.get_entry(drop_to)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("entry {drop_to} is missing"))?
+                .term
+        };
+        self.put_snapshot(snap)?;
+        self.put_trunc((drop_to, term))?;
+        let from = bounds.trunc.0 + 1;
+        bounds.trunc = (drop_to, term);
+        drop(bounds);
+        self.remove_entries(from, drop_to)
+    }
+
+    fn install(&self, snap: &Snapshot) -> Result<(), String> {
+        let mut bounds = self.bounds.lock().unwrap_or_else(|e| e.into_inner());
+        let m = snap.get_metadata();
+        self.put_snapshot(snap)?;
+        self.set_conf(m.get_conf_state());
+        let mut hs = self.hard().map_err(|e| e.to_string())?;
+        hs.commit = hs.commit.max(m.index);
+        hs.term = hs.term.max(m.term);
+        self.put_hard(&hs)?;
+        self.put_trunc((m.index, m.term))?;
+        let (from, to) = (bounds.trunc.0 + 1, bounds.last);
+        *bounds = Bounds {
+            trunc: (m.index, m.term),
+            last: m.index,
+        };
+        drop(bounds);
+        self.remove_entries(from, to)
+    }
+
+    fn kept_snapshot(&self) -> Snapshot {
+        let read = || -> Result<Snapshot, String> {
+            match self.snapshots.get(SNAP).map_err(|e| e.to_string())? {
+                None => Ok(Snapshot::default()),
+                Some(b) => Snapshot::parse_from_bytes(&b).map_err(|e| e.to_string()),
+            }
+        };
+        read().unwrap_or_else(|e| {
+            tracing::error!("cannot read the kept raft snapshot: {e}");
+            Snapshot::default()
+        })
+    }
+
     fn sync(&self) -> Result<(), String> {
         self.db.flush().map(|_| ()).map_err(|e| e.to_string())
     }
@@ -148,7 +267,8 @@ impl raft::Storage for SledLog {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        check_range(low, high, self.last())?;
+        let b = self.bounds();
+        check_range(low, high, b.trunc.0, b.last)?;
         let mut out = Vec::new();
         let max = max_size.into();
         let mut size = 0u64;
@@ -166,8 +286,12 @@ impl raft::Storage for SledLog {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        if idx == 0 {
-            return Ok(0);
+        let b = self.bounds();
+        if idx == b.trunc.0 {
+            return Ok(b.trunc.1);
+        }
+        if idx < b.trunc.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
         }
         self.get_entry(idx)?
             .map(|e| e.term)
@@ -175,17 +299,15 @@ impl raft::Storage for SledLog {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(1)
+        Ok(self.bounds().trunc.0 + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(self.last())
+        Ok(self.bounds().last)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        kept_or_unavailable(self.kept_snapshot(), request_index)
     }
 }
 
@@ -239,11 +361,7 @@ mod tests {
     #[test]
     fn a_replica_on_sled_restarts_where_it_stopped() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = ReplicaConfig {
-            id: 1,
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-        };
+        let cfg = ReplicaConfig::new(1, 10);
         let open = || {
             let kv = Arc::new(SledKv::open(dir.path()).unwrap());
             let log = SledLog::open(kv.db(), vec![1]).unwrap();

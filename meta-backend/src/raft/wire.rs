@@ -13,10 +13,17 @@
 //!            op 5 get, op 6 scan, as the leader has applied (no read index: part of
 //!                 a transaction whose reads are checked later)
 //!            op 7 get-many as applied: n u32, n × bytes key
+//!            op 8 members (the leader's view: membership, progress, log bounds)
+//!            op 9 change  kind u8 (1 add learner, 2 promote, 3 remove) | id u64 | bytes addr
+//!            op 10 transfer-leader  id u64
+//!            op 11 changes since index u64 (the change feed; any replica answers)
 //! kind 3   = response: id u64 | status u8 | payload
 //!            status 0 ok: get: present u8 [bytes value]; scan: n u32, n × (bytes k, bytes v);
 //!                         get-many: n u32, n × (present u8 [bytes value]);
-//!                         check: holds u8; commit: outcome u8
+//!                         check: holds u8; commit: outcome u8; change, transfer: nothing;
+//!                         members: leader u64 | applied u64 | first u64 | bytes membership
+//!                                  | n u32 | n × (id u64 | matched u64);
+//!                         changes: upto u64 | reset u8 | n u32 | n × bytes key
 //!            status 1 not the leader: bytes leader address ("" unknown)
 //!            status 2 failed here, try again: bytes message
 //! bytes    = len u32 | len bytes
@@ -28,12 +35,15 @@
 //! (denied) and the connection is closed, so the secret never crosses the network and
 //! an old proof is worth nothing on a new connection.
 
+use super::replica::Change;
 use ferrofs_core::kv::KvPair;
-use ferrofs_core::replica::{Command, Outcome};
+use ferrofs_core::replica::{ChangeBatch, Command, Membership, Outcome};
 use std::io::{self, Read, Write};
 
-/// Frames larger than this are refused (a bad peer cannot make us allocate more).
-pub const MAX_FRAME: usize = 64 << 20;
+/// Frames larger than this are refused. A snapshot travels in one frame, which bounds
+/// the metadata of one volume to about this size; the buffer grows as bytes arrive,
+/// so a bad peer cannot make us allocate it by announcing it.
+pub const MAX_FRAME: usize = 1 << 30;
 
 pub const KIND_RAFT: u8 = 1;
 pub const KIND_REQUEST: u8 = 2;
@@ -99,6 +109,28 @@ pub enum Request {
     },
     /// Several keys as the leader has applied them.
     GetManyApplied(Vec<Vec<u8>>),
+    /// The cluster as the leader sees it.
+    Members,
+    /// A membership change, answered once applied.
+    Change(Change),
+    /// Hand leadership to this replica.
+    TransferLeader(u64),
+    /// The keys written by the entries applied after `since` (the change feed).
+    Changes {
+        since: u64,
+    },
+}
+
+/// The cluster as its leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MembersInfo {
+    pub leader: u64,
+    pub applied: u64,
+    /// The log's first index (earlier entries are in the snapshot).
+    pub first_index: u64,
+    pub members: Membership,
+    /// `(id, matched index)` per replica.
+    pub progress: Vec<(u64, u64)>,
 }
 
 /// What a server answers.
@@ -109,6 +141,10 @@ pub enum Response {
     Pairs(Vec<KvPair>),
     Holds(bool),
     Outcome(Outcome),
+    Members(MembersInfo),
+    Changes(ChangeBatch),
+    /// A change or transfer was done.
+    Done,
     /// Ask the leader instead (its address, if known).
     NotLeader(String),
     /// Failed here (e.g. leadership lost while waiting); the client tries again.
@@ -137,8 +173,11 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<(u8, Vec<u8>)> {
     if len == 0 || len > MAX_FRAME {
         return Err(bad("bad frame length"));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
+    let mut buf = Vec::with_capacity(len.min(1 << 20));
+    r.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     let kind = buf[0];
     buf.remove(0);
     Ok((kind, buf))
@@ -217,6 +256,26 @@ pub fn encode_request(id: u64, req: &Request) -> Vec<u8> {
                 put_bytes(&mut out, k);
             }
         }
+        Request::Members => out.push(8),
+        Request::Change(ch) => {
+            out.push(9);
+            let (kind, id, addr) = match ch {
+                Change::AddLearner { id, addr } => (1u8, *id, addr.as_str()),
+                Change::Promote { id, addr } => (2, *id, addr.as_str()),
+                Change::Remove { id } => (3, *id, ""),
+            };
+            out.push(kind);
+            out.extend_from_slice(&id.to_be_bytes());
+            put_bytes(&mut out, addr.as_bytes());
+        }
+        Request::TransferLeader(id) => {
+            out.push(10);
+            out.extend_from_slice(&id.to_be_bytes());
+        }
+        Request::Changes { since } => {
+            out.push(11);
+            out.extend_from_slice(&since.to_be_bytes());
+        }
     }
     out
 }
@@ -248,6 +307,20 @@ pub fn decode_request(b: &[u8]) -> io::Result<(u64, Request)> {
             }
             Request::GetManyApplied(keys)
         }
+        8 => Request::Members,
+        9 => {
+            let kind = c.u8()?;
+            let id = c.u64()?;
+            let addr = String::from_utf8(c.bytes()?).map_err(|_| bad("address"))?;
+            Request::Change(match kind {
+                1 => Change::AddLearner { id, addr },
+                2 => Change::Promote { id, addr },
+                3 => Change::Remove { id },
+                _ => return Err(bad("unknown change")),
+            })
+        }
+        10 => Request::TransferLeader(c.u64()?),
+        11 => Request::Changes { since: c.u64()? },
         _ => return Err(bad("unknown request")),
     };
     Ok((id, req))
@@ -295,6 +368,28 @@ pub fn encode_response(id: u64, resp: &Response) -> Vec<u8> {
             out.push(0);
             out.push(o.code());
         }
+        Response::Members(m) => {
+            out.push(0);
+            for v in [m.leader, m.applied, m.first_index] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            put_bytes(&mut out, &m.members.encode());
+            out.extend_from_slice(&(m.progress.len() as u32).to_be_bytes());
+            for (id, matched) in &m.progress {
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&matched.to_be_bytes());
+            }
+        }
+        Response::Changes(b) => {
+            out.push(0);
+            out.extend_from_slice(&b.upto.to_be_bytes());
+            out.push(b.reset as u8);
+            out.extend_from_slice(&(b.keys.len() as u32).to_be_bytes());
+            for k in &b.keys {
+                put_bytes(&mut out, k);
+            }
+        }
+        Response::Done => out.push(0),
         Response::NotLeader(addr) => {
             out.push(1);
             put_bytes(&mut out, addr.as_bytes());
@@ -340,6 +435,34 @@ pub fn decode_response(b: &[u8], req: &Request) -> io::Result<(u64, Response)> {
             Request::Commit(_) => Response::Outcome(
                 Outcome::from_code(c.u8()?).ok_or_else(|| bad("unknown outcome"))?,
             ),
+            Request::Members => {
+                let (leader, applied, first_index) = (c.u64()?, c.u64()?, c.u64()?);
+                let members =
+                    Membership::decode(&c.bytes()?).ok_or_else(|| bad("bad membership"))?;
+                let n = c.u32()? as usize;
+                let mut progress = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    progress.push((c.u64()?, c.u64()?));
+                }
+                Response::Members(MembersInfo {
+                    leader,
+                    applied,
+                    first_index,
+                    members,
+                    progress,
+                })
+            }
+            Request::Changes { .. } => {
+                let upto = c.u64()?;
+                let reset = c.u8()? != 0;
+                let n = c.u32()? as usize;
+                let mut keys = Vec::with_capacity(n.min(4096));
+                for _ in 0..n {
+                    keys.push(c.bytes()?);
+                }
+                Response::Changes(ChangeBatch { upto, reset, keys })
+            }
+            Request::Change(_) | Request::TransferLeader(_) => Response::Done,
         },
         1 => Response::NotLeader(String::from_utf8_lossy(&c.bytes()?).into_owned()),
         2 => Response::Retry(String::from_utf8_lossy(&c.bytes()?).into_owned()),
@@ -389,6 +512,18 @@ mod tests {
                 limit: 1,
             },
             Request::GetManyApplied(vec![b"x".to_vec(), b"y".to_vec()]),
+            Request::Members,
+            Request::Change(Change::AddLearner {
+                id: 4,
+                addr: "h:4".into(),
+            }),
+            Request::Change(Change::Promote {
+                id: 4,
+                addr: "h:4".into(),
+            }),
+            Request::Change(Change::Remove { id: 2 }),
+            Request::TransferLeader(3),
+            Request::Changes { since: 77 },
         ];
         for (i, r) in reqs.iter().enumerate() {
             assert_eq!(
@@ -408,6 +543,30 @@ mod tests {
             (&reqs[3], Response::NotLeader("127.0.0.1:1".into())),
             (&reqs[1], Response::Retry("lost leadership".into())),
             (&reqs[6], Response::Values(vec![Some(b"1".to_vec()), None])),
+            (
+                &reqs[7],
+                Response::Members(MembersInfo {
+                    leader: 2,
+                    applied: 90,
+                    first_index: 40,
+                    members: Membership {
+                        voters: vec![1, 2, 3],
+                        learners: vec![4],
+                        addrs: [(4, "h:4".to_string())].into_iter().collect(),
+                    },
+                    progress: vec![(1, 90), (4, 12)],
+                }),
+            ),
+            (&reqs[8], Response::Done),
+            (&reqs[11], Response::Done),
+            (
+                &reqs[12],
+                Response::Changes(ChangeBatch {
+                    upto: 80,
+                    reset: false,
+                    keys: vec![b"Ax".to_vec()],
+                }),
+            ),
         ];
         for (req, resp) in cases {
             assert_eq!(

@@ -105,6 +105,8 @@ pub struct RaftRunReport {
     pub terms: u64,
     pub crashes: u64,
     pub partitions: u64,
+    /// Snapshots a replica installed from its leader (it was too far behind the log).
+    pub snapshots: u64,
     pub dropped: u64,
     pub duplicated: u64,
     pub violations: Vec<String>,
@@ -199,10 +201,13 @@ impl World {
             .iter()
             .map(|&id| Node {
                 cfg: ReplicaConfig {
-                    id,
                     // Different election timeouts per replica (see ReplicaConfig).
                     election_ticks: 10 + 3 * (id as usize - 1) + rng.below(3) as usize,
-                    heartbeat_ticks: 2,
+                    // Small, so that compaction, snapshots sent to lagging or
+                    // restarted replicas, and restores happen in every run.
+                    snapshot_every: 40,
+                    keep_entries: 10,
+                    ..ReplicaConfig::new(id, 10)
                 },
                 log: MemLog::new(voters.clone()),
                 replica: None,
@@ -360,6 +365,9 @@ impl World {
                     }
                 };
                 any |= !out.messages.is_empty() || !out.applied.is_empty();
+                if out.installed.is_some() {
+                    self.report.snapshots += 1;
+                }
                 for a in &out.applied {
                     self.on_applied(i, a);
                 }
