@@ -175,6 +175,7 @@ fn main() {
     let url = MetaUrl::Raft {
         addrs: addrs.clone(),
         secret: Some("bench".into()),
+        tls_ca: None,
     };
     let replicated = run(url.open(true).unwrap(), n);
 

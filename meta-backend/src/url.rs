@@ -14,17 +14,21 @@ use std::sync::Arc;
 pub enum MetaUrl {
     /// `sled://PATH`: an embedded sled database in directory `PATH` (made absolute).
     Sled(PathBuf),
-    /// `raft://[:SECRET@]HOST:PORT,HOST:PORT,...`: a cluster of `ferrofs meta-server`
-    /// replicas. The secret may come from `FERROFS_META_SECRET` instead (it does not
-    /// show in `ps` that way).
+    /// `raft://[:SECRET@]HOST:PORT,HOST:PORT,...[?tls-ca=CA.pem]`: a cluster of
+    /// `ferrofs meta-server` replicas. The secret may come from `FERROFS_META_SECRET`
+    /// instead (it does not show in `ps` that way). With `tls-ca` (or
+    /// `FERROFS_META_TLS_CA`) the client speaks TLS and trusts servers that CA vouches for.
     Raft {
         addrs: Vec<String>,
         secret: Option<String>,
+        tls_ca: Option<PathBuf>,
     },
 }
 
 /// Where a client takes the meta servers' secret from when the URL has none.
 pub const SECRET_ENV: &str = "FERROFS_META_SECRET";
+/// Where a client takes the meta servers' CA file from when the URL has none.
+pub const TLS_CA_ENV: &str = "FERROFS_META_TLS_CA";
 
 /// Schemes people are likely to try that ferrofs does not speak (yet).
 const LATER: &[&str] = &[
@@ -53,6 +57,28 @@ impl MetaUrl {
                 Ok(MetaUrl::Sled(path))
             }
             "raft" => {
+                let (rest, tls_ca) = match rest.split_once('?') {
+                    None => (rest, None),
+                    Some((hosts, query)) => {
+                        let mut ca = None;
+                        for kv in query.split('&').filter(|q| !q.is_empty()) {
+                            match kv.split_once('=') {
+                                Some(("tls-ca", f)) if !f.is_empty() => {
+                                    let f = std::path::absolute(f).map_err(|e| {
+                                        bad(format!("cannot resolve path '{f}': {e}"))
+                                    })?;
+                                    ca = Some(f);
+                                }
+                                _ => {
+                                    return Err(bad(format!(
+                                        "unknown option '{kv}' (raft:// takes ?tls-ca=FILE)"
+                                    )))
+                                }
+                            }
+                        }
+                        (hosts, ca)
+                    }
+                };
                 let (secret, rest) = match rest.rsplit_once('@') {
                     Some((user, hosts)) => {
                         let secret = user.strip_prefix(':').unwrap_or(user);
@@ -76,7 +102,11 @@ impl MetaUrl {
                         return Err(bad(format!("'{a}' is not HOST:PORT")));
                     }
                 }
-                Ok(MetaUrl::Raft { addrs, secret })
+                Ok(MetaUrl::Raft {
+                    addrs,
+                    secret,
+                    tls_ca,
+                })
             }
             s if LATER.contains(&s) => Err(bad(format!("the {s}:// engine is not supported yet"))),
             s => Err(bad(format!("unknown scheme '{s}'"))),
@@ -95,12 +125,22 @@ impl fmt::Display for MetaUrl {
         match self {
             MetaUrl::Sled(p) => write!(f, "sled://{}", p.display()),
             // The secret is never shown.
-            MetaUrl::Raft { addrs, secret } => write!(
-                f,
-                "raft://{}{}",
-                if secret.is_some() { ":****@" } else { "" },
-                addrs.join(",")
-            ),
+            MetaUrl::Raft {
+                addrs,
+                secret,
+                tls_ca,
+            } => {
+                write!(
+                    f,
+                    "raft://{}{}",
+                    if secret.is_some() { ":****@" } else { "" },
+                    addrs.join(",")
+                )?;
+                if let Some(ca) = tls_ca {
+                    write!(f, "?tls-ca={}", ca.display())?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -109,21 +149,51 @@ impl fmt::Display for MetaUrl {
 pub fn open(url: &MetaUrl, create: bool) -> Result<Arc<dyn Kv>, MetaError> {
     match url {
         MetaUrl::Sled(dir) => Ok(Arc::new(SledKv::open_with(dir, create)?)),
-        MetaUrl::Raft { addrs, secret } => {
-            let secret = secret
-                .clone()
-                .or_else(|| std::env::var(SECRET_ENV).ok())
-                .unwrap_or_default();
-            open_raft(addrs, secret.as_bytes())
+        MetaUrl::Raft { addrs, .. } => {
+            let client = url.raft_client().expect("a raft URL")?;
+            open_raft(addrs, client)
         }
     }
 }
 
+impl MetaUrl {
+    /// A client of the meta-server cluster (`None`: not a raft:// URL), with the
+    /// secret and the TLS CA from the URL or the environment.
+    pub fn raft_client(&self) -> Option<Result<RaftClient, MetaError>> {
+        let MetaUrl::Raft {
+            addrs,
+            secret,
+            tls_ca,
+        } = self
+        else {
+            return None;
+        };
+        let secret = secret
+            .clone()
+            .or_else(|| std::env::var(SECRET_ENV).ok())
+            .unwrap_or_default();
+        let mut client = RaftClient::new(addrs.clone()).secret(secret.as_bytes());
+        let ca = tls_ca
+            .clone()
+            .or_else(|| std::env::var_os(TLS_CA_ENV).map(PathBuf::from));
+        if let Some(ca) = ca {
+            match crate::raft::tls::client_config(&ca) {
+                Ok(tls) => client = client.tls(tls),
+                Err(reason) => {
+                    return Some(Err(MetaError::BadUrl {
+                        url: self.to_string(),
+                        reason,
+                    }))
+                }
+            }
+        }
+        Some(Ok(client))
+    }
+}
+
 /// The optimistic client over a meta-server cluster, once a leader answered.
-fn open_raft(addrs: &[String], secret: &[u8]) -> Result<Arc<dyn Kv>, MetaError> {
-    let probe = RaftClient::new(addrs.to_vec())
-        .secret(secret)
-        .patience(std::time::Duration::from_secs(15));
+fn open_raft(addrs: &[String], client: RaftClient) -> Result<Arc<dyn Kv>, MetaError> {
+    let probe = client.clone().patience(std::time::Duration::from_secs(15));
     match probe.get(b"setting", true) {
         Ok(_) => {}
         Err(ferrofs_core::Errno::EACCES) => {
@@ -150,7 +220,6 @@ fn open_raft(addrs: &[String], secret: &[u8]) -> Result<Arc<dyn Kv>, MetaError> 
         h.write_u32(std::process::id());
         h.finish() | 1
     };
-    let client = RaftClient::new(addrs.to_vec()).secret(secret);
     Ok(Arc::new(OptimisticKv::new(client, id, 1)))
 }
 
@@ -205,7 +274,8 @@ mod tests {
                     "10.0.0.2:7001".into(),
                     "node3:7001".into()
                 ],
-                secret: None
+                secret: None,
+                tls_ca: None,
             }
         );
         assert_eq!(
@@ -217,7 +287,8 @@ mod tests {
             s,
             MetaUrl::Raft {
                 addrs: vec!["a:1".into(), "b:2".into()],
-                secret: Some("hunter2".into())
+                secret: Some("hunter2".into()),
+                tls_ca: None,
             }
         );
         assert_eq!(
@@ -226,6 +297,23 @@ mod tests {
             "the secret is not shown"
         );
         assert!(reason("raft://:@a:1").contains("secret"));
+        let t = MetaUrl::parse("raft://:k@a:1,b:2?tls-ca=/etc/ferrofs/ca.pem").unwrap();
+        assert_eq!(
+            t,
+            MetaUrl::Raft {
+                addrs: vec!["a:1".into(), "b:2".into()],
+                secret: Some("k".into()),
+                tls_ca: Some("/etc/ferrofs/ca.pem".into()),
+            }
+        );
+        assert_eq!(
+            t.to_string(),
+            "raft://:****@a:1,b:2?tls-ca=/etc/ferrofs/ca.pem"
+        );
+        assert!(reason("raft://a:1?tls=yes").contains("unknown option"));
+        let missing = MetaUrl::parse("raft://a:1?tls-ca=/nonexistent.pem").unwrap();
+        let e = missing.raft_client().unwrap().err().unwrap();
+        assert!(e.to_string().contains("cannot read the CA file"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use ferrofs_meta::raft::RaftClient;
 use ferrofs_meta::MetaUrl;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod common;
 use common::*;
@@ -60,6 +61,7 @@ fn metadata_over_three_replicas_survives_the_leader_stopping() {
     let stranger = MetaUrl::Raft {
         addrs: c.peers.values().cloned().collect(),
         secret: Some("guess".into()),
+        tls_ca: None,
     };
     let e = stranger.open(false).err().expect("refused");
     assert!(
@@ -86,4 +88,44 @@ fn metadata_over_three_replicas_survives_the_leader_stopping() {
     for (_, s) in c.servers {
         s.stop();
     }
+}
+
+#[test]
+fn a_tls_cluster_serves_clients_that_trust_its_ca_and_no_others() {
+    let c = cluster_tls();
+    let tls_url = |ca: Option<&str>| MetaUrl::Raft {
+        addrs: c.peers.values().cloned().collect(),
+        secret: Some(String::from_utf8(SECRET.to_vec()).unwrap()),
+        tls_ca: ca.map(tls_file),
+    };
+    let engine = tls_url(Some("ca.pem"))
+        .open(true)
+        .expect("a client with the CA");
+    let format = Format::new("raftvol", "00000000-0000-0000-0000-000000000004");
+    Meta::format(&*engine, &format, false, now()).unwrap();
+    let meta = Meta::load(engine).unwrap();
+    meta.mkdir(&Ctx::root(), Ino::ROOT, b"over-tls", 0o755, 0, now())
+        .unwrap();
+    // Replicas reached each other over TLS too: a commit needs a majority.
+    assert_eq!(
+        meta.readdir(&Ctx::root(), Ino::ROOT, 0, 10, false)
+            .unwrap()
+            .len(),
+        3
+    );
+    for url in [tls_url(None), tls_url(Some("other-ca.pem"))] {
+        let client = url
+            .raft_client()
+            .unwrap()
+            .unwrap()
+            .patience(Duration::from_secs(2));
+        assert!(client.members().is_err(), "{url} must not get an answer");
+    }
+    // A plain client is told why.
+    let plain = RaftClient::new(c.peers.values().cloned().collect()).secret(SECRET);
+    let e = plain
+        .call_once(&c.peers[&1], &ferrofs_meta::raft::wire::Request::Members)
+        .expect_err("refused");
+    assert!(e.to_string().contains("TLS only"), "{e}");
+    c.stop_all();
 }

@@ -52,16 +52,12 @@ pub fn run(a: MetaMemberArgs) -> CliResult {
 }
 
 fn client(url: &str, timeout: Duration) -> Result<RaftClient, String> {
-    match MetaUrl::parse(url).map_err(|e| e.to_string())? {
-        MetaUrl::Raft { addrs, secret } => {
-            let secret = secret
-                .or_else(|| std::env::var(ferrofs_meta::url::SECRET_ENV).ok())
-                .unwrap_or_default();
-            Ok(RaftClient::new(addrs)
-                .secret(secret.as_bytes())
-                .patience(timeout.min(Duration::from_secs(30))))
-        }
-        MetaUrl::Sled(_) => Err(format!(
+    let parsed = MetaUrl::parse(url).map_err(|e| e.to_string())?;
+    match parsed.raft_client() {
+        Some(c) => Ok(c
+            .map_err(|e| e.to_string())?
+            .patience(timeout.min(Duration::from_secs(30)))),
+        None => Err(format!(
             "{url} is an embedded engine: only a meta-server cluster (raft://...) has members"
         )),
     }

@@ -2,7 +2,7 @@
 //! process is stopped (see `ferrofs_meta::raft::server`).
 
 use super::{CliResult, MetaServerArgs};
-use ferrofs_meta::raft::{Server, ServerConfig};
+use ferrofs_meta::raft::{Server, ServerConfig, ServerTls};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 
@@ -87,6 +87,14 @@ pub fn run(a: MetaServerArgs) -> CliResult {
             secret,
             join: a.join,
             snapshot_every: a.snapshot_every,
+            tls: match (&a.tls_cert, &a.tls_key, &a.tls_ca) {
+                (Some(cert), Some(key), Some(ca)) => Some(ServerTls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: ca.clone(),
+                }),
+                _ => None,
+            },
             ..ServerConfig::new(a.id, peers, a.data_dir.clone())
         },
         listener,

@@ -143,6 +143,17 @@ pub struct MetaServerArgs {
     /// Snapshot the metadata and compact the Raft log every this many entries.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub snapshot_every: u64,
+    /// Serve TLS only, with this certificate chain (PEM). Clients then use
+    /// raft://...?tls-ca=CA.pem (or FERROFS_META_TLS_CA). Needs --tls-key and --tls-ca.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA that vouches for the other replicas' certificates (PEM); a self-signed
+    /// certificate is its own CA.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -6,23 +6,23 @@
 //! sends again carries the same request id, so replicas apply it once. A call that
 //! finds no working leader for [`RaftClient::patience`] fails with EIO.
 
-use super::net::connect;
+use super::net::connect_stream;
 use super::replica::Change;
+use super::tls::Stream;
 use super::wire::{self, MembersInfo, Request, Response};
 use ferrofs_core::kv::KvPair;
 use ferrofs_core::replica::{ChangeBatch, Command, Outcome, ReadCheck, Remote, RequestId};
 use ferrofs_core::{Errno, Result};
 use std::collections::HashMap;
 use std::io::BufReader;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A connection with its reader.
 struct Conn {
-    writer: TcpStream,
-    reader: BufReader<TcpStream>,
+    writer: Stream,
+    reader: BufReader<Stream>,
 }
 
 /// A client of the cluster at `addrs`.
@@ -36,6 +36,28 @@ pub struct RaftClient {
     patience: Duration,
     /// The volume's secret, proven to every server on connecting.
     secret: Vec<u8>,
+    /// TLS to the servers (with the CA that vouches for them), if they speak it.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A clone has the same servers and settings, and connections of its own.
+impl Clone for RaftClient {
+    fn clone(&self) -> Self {
+        let leader = self
+            .leader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        RaftClient {
+            addrs: self.addrs.clone(),
+            leader: Mutex::new(leader),
+            idle: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            patience: self.patience,
+            secret: self.secret.clone(),
+            tls: self.tls.clone(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RaftClient {
@@ -53,7 +75,14 @@ impl RaftClient {
             next_id: AtomicU64::new(1),
             patience: Duration::from_secs(30),
             secret: Vec::new(),
+            tls: None,
         }
+    }
+
+    /// Speak TLS to the servers, trusting the certificates `tls` trusts.
+    pub fn tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The shared secret the servers ask for.
@@ -191,8 +220,7 @@ impl RaftClient {
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let mut s = connect(addr, Duration::from_secs(1))?;
-                s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                let mut s = connect_stream(addr, Duration::from_secs(1), self.tls.as_ref())?;
                 let mut reader = BufReader::new(s.try_clone()?);
                 wire::answer_challenge(&mut reader, &mut s, &self.secret)?;
                 Conn { reader, writer: s }

@@ -13,6 +13,7 @@ mod net;
 pub mod replica;
 pub mod server;
 pub mod sled_log;
+pub mod tls;
 pub mod wire;
 
 pub use client::RaftClient;
@@ -20,5 +21,5 @@ pub use mem_log::MemLog;
 pub use net::connect;
 pub use raft::eraftpb::Message;
 pub use replica::{Applied, Change, DurableLog, Output, Replica, ReplicaConfig, ReplicaError};
-pub use server::{Server, ServerConfig};
+pub use server::{Server, ServerConfig, ServerTls};
 pub use sled_log::SledLog;

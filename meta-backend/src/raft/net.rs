@@ -3,6 +3,7 @@
 //! thread per peer. Connection threads answer reads of the applied state and the
 //! change feed themselves; everything else goes to the driver (`server`).
 
+use super::tls::Stream;
 use super::wire::{self, Request, Response};
 use ferrofs_core::kv::{self, Kv};
 use ferrofs_core::replica::{apply::reads_hold, Feed};
@@ -45,6 +46,7 @@ pub(super) fn spawn_listener(
     tx: Sender<Event>,
     stop: Arc<AtomicBool>,
     secret: Option<Arc<Vec<u8>>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shared: Arc<Shared>,
 ) {
     thread::spawn(move || {
@@ -54,15 +56,26 @@ pub(super) fn spawn_listener(
             }
             let Ok(conn) = conn else { continue };
             let _ = conn.set_nodelay(true);
-            let (tx, stop, secret, shared) =
-                (tx.clone(), stop.clone(), secret.clone(), shared.clone());
-            thread::spawn(move || serve_connection(conn, tx, stop, secret, shared));
+            let (tx, stop, secret, shared, tls) = (
+                tx.clone(),
+                stop.clone(),
+                secret.clone(),
+                shared.clone(),
+                tls.clone(),
+            );
+            thread::spawn(move || {
+                let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                match Stream::accept(conn, tls.as_ref()) {
+                    Ok(conn) => serve_connection(conn, tx, stop, secret, shared),
+                    Err(e) => tracing::warn!(peer = %peer, "TLS handshake failed: {e}"),
+                }
+            });
         }
     });
 }
 
 /// The server side of the handshake (see `wire`): challenge, proof, or denied.
-fn authenticate(conn: &mut TcpStream, secret: Option<&[u8]>) -> bool {
+fn authenticate(conn: &mut Stream, secret: Option<&[u8]>) -> bool {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(ch) = wire::challenge() else {
         return false;
@@ -85,7 +98,7 @@ fn authenticate(conn: &mut TcpStream, secret: Option<&[u8]>) -> bool {
 
 /// Reads frames from one connection until it closes or sends something bad.
 fn serve_connection(
-    mut conn: TcpStream,
+    mut conn: Stream,
     tx: Sender<Event>,
     stop: Arc<AtomicBool>,
     secret: Option<Arc<Vec<u8>>>,
@@ -171,23 +184,30 @@ fn serve_connection(
 pub(super) fn spawn_peer_sender(
     addr: String,
     secret: Vec<u8>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     stop: &Arc<AtomicBool>,
 ) -> SyncSender<Message> {
     let (tx, rx) = mpsc::sync_channel::<Message>(4096);
     let stop = stop.clone();
-    thread::spawn(move || peer_sender(addr, rx, stop, secret));
+    thread::spawn(move || peer_sender(addr, rx, stop, secret, tls));
     tx
 }
 
-fn peer_sender(addr: String, rx: Receiver<Message>, stop: Arc<AtomicBool>, secret: Vec<u8>) {
-    let mut conn: Option<TcpStream> = None;
+fn peer_sender(
+    addr: String,
+    rx: Receiver<Message>,
+    stop: Arc<AtomicBool>,
+    secret: Vec<u8>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) {
+    let mut conn: Option<Stream> = None;
     let mut retry_at = Instant::now();
     for m in rx {
         if stop.load(Ordering::SeqCst) {
             return;
         }
         if conn.is_none() && Instant::now() >= retry_at {
-            conn = connect(&addr, Duration::from_millis(500))
+            conn = connect_stream(&addr, Duration::from_millis(500), tls.as_ref())
                 .and_then(|mut c| {
                     c.set_read_timeout(Some(Duration::from_secs(2)))?;
                     let mut r = c.try_clone()?;
@@ -207,6 +227,17 @@ fn peer_sender(addr: String, rx: Receiver<Message>, stop: Arc<AtomicBool>, secre
             conn = None;
         }
     }
+}
+
+/// Connects to `addr` within `timeout`, with TLS if `tls` is given.
+pub fn connect_stream(
+    addr: &str,
+    timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> std::io::Result<Stream> {
+    let s = connect(addr, timeout)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Stream::connect(s, addr, tls)
 }
 
 /// Connects to `addr` (host:port, resolved) within `timeout`.

@@ -54,6 +54,18 @@ pub struct ServerConfig {
     pub join: bool,
     /// Snapshot and compact the log every this many entries (0: never).
     pub snapshot_every: u64,
+    /// TLS for every connection, clients' and peers' (`None`: plain TCP).
+    pub tls: Option<ServerTls>,
+}
+
+/// A replica's TLS files.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    /// This replica's certificate chain and key (PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The CA that vouches for the other replicas' certificates (PEM).
+    pub ca: PathBuf,
 }
 
 impl ServerConfig {
@@ -67,6 +79,7 @@ impl ServerConfig {
             secret: None,
             join: false,
             snapshot_every: 10_000,
+            tls: None,
         }
     }
 }
@@ -91,6 +104,13 @@ impl Server {
             .get(&cfg.id)
             .cloned()
             .ok_or_else(|| format!("--peers does not list this replica's id {}", cfg.id))?;
+        let (server_tls, peer_tls) = match &cfg.tls {
+            None => (None, None),
+            Some(t) => (
+                Some(super::tls::server_config(&t.cert, &t.key)?),
+                Some(super::tls::client_config(&t.ca)?),
+            ),
+        };
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", cfg.data_dir.display()))?;
         let kv = Arc::new(SledKv::open(&cfg.data_dir).map_err(|e| e.to_string())?);
@@ -122,12 +142,13 @@ impl Server {
             tx,
             stop.clone(),
             cfg.secret.clone().map(Arc::new),
+            server_tls,
             shared.clone(),
         );
         let s = stop.clone();
         let driver = thread::Builder::new()
             .name(format!("raft-{}", cfg.id))
-            .spawn(move || Driver::new(cfg, replica, shared, s.clone()).run(rx, &s))
+            .spawn(move || Driver::new(cfg, replica, shared, s.clone(), peer_tls).run(rx, &s))
             .map_err(|e| e.to_string())?;
         tracing::info!(addr = %addr, "meta server replica started");
         Ok(Server {
@@ -174,6 +195,7 @@ struct Driver {
     peers: HashMap<u64, (String, SyncSender<Message>)>,
     /// Whether this replica has been a member (a joining one is not, at first).
     member: bool,
+    peer_tls: Option<Arc<rustls::ClientConfig>>,
     commits: HashMap<RequestId, Vec<Waiting>>,
     /// Membership changes proposed: (index, term) of their entry.
     changes: Vec<(u64, u64, Waiting)>,
@@ -191,10 +213,12 @@ impl Driver {
         replica: Replica<SledLog>,
         shared: Arc<Shared>,
         stop: Arc<AtomicBool>,
+        peer_tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
         let members = replica.members().clone();
         let mut d = Driver {
             shared,
+            peer_tls,
             book: BTreeMap::new(),
             member: is_member(&members, cfg.id),
             cfg,
@@ -234,7 +258,12 @@ impl Driver {
             let Some(addr) = self.book.get(&id).or_else(|| self.cfg.peers.get(&id)) else {
                 continue;
             };
-            let tx = net::spawn_peer_sender(addr.clone(), secret.clone(), &self.stop);
+            let tx = net::spawn_peer_sender(
+                addr.clone(),
+                secret.clone(),
+                self.peer_tls.clone(),
+                &self.stop,
+            );
             self.peers.insert(id, (addr.clone(), tx));
         }
     }

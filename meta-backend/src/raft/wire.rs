@@ -80,6 +80,13 @@ pub fn verify(secret: &[u8], challenge: &[u8], proof: &[u8]) -> bool {
 /// The connecting side of the handshake: reads the challenge, sends the proof.
 pub fn answer_challenge(r: &mut impl Read, w: &mut impl Write, secret: &[u8]) -> io::Result<()> {
     let (kind, ch) = read_frame(r)?;
+    if kind == KIND_DENIED && ch == super::tls::TLS_ONLY {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "this meta server speaks TLS only: add ?tls-ca=CA.pem to the META-URL \
+             (or set FERROFS_META_TLS_CA)",
+        ));
+    }
     if kind != KIND_CHALLENGE {
         return Err(bad(
             "the server did not start with a challenge (not a ferrofs meta server?)",

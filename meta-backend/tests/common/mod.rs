@@ -54,8 +54,29 @@ impl Cluster {
     }
 }
 
+/// The TLS fixtures of `tests/tls`.
+pub fn tls_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/tls")
+        .join(name)
+}
+
+/// Three replicas that speak only TLS.
+pub fn cluster_tls() -> Cluster {
+    let tls = ferrofs_meta::raft::ServerTls {
+        cert: tls_file("server.pem"),
+        key: tls_file("server.key"),
+        ca: tls_file("ca.pem"),
+    };
+    cluster_of(10_000, Some(tls))
+}
+
 /// Three replicas that snapshot every `snapshot_every` entries.
 pub fn cluster_with(snapshot_every: u64) -> Cluster {
+    cluster_of(snapshot_every, None)
+}
+
+fn cluster_of(snapshot_every: u64, tls: Option<ferrofs_meta::raft::ServerTls>) -> Cluster {
     let listeners: Vec<TcpListener> = (0..3)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -75,6 +96,7 @@ pub fn cluster_with(snapshot_every: u64) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config(id, &peers, dir.path());
         cfg.snapshot_every = snapshot_every;
+        cfg.tls = tls.clone();
         c.servers.insert(id, Server::start(cfg, l).unwrap());
         c.dirs.insert(id, dir);
     }
@@ -89,6 +111,7 @@ pub fn url(c: &Cluster) -> MetaUrl {
     MetaUrl::Raft {
         addrs: c.peers.values().cloned().collect(),
         secret: Some(String::from_utf8(SECRET.to_vec()).unwrap()),
+        tls_ca: None,
     }
 }
 
