@@ -252,7 +252,7 @@ fn run_raft(args: &Args) -> Result<ExitCode, String> {
     );
     let started = Instant::now();
     let (mut runs, mut acked, mut crashes, mut partitions, mut terms) = (0u64, 0, 0, 0, 0);
-    let mut snapshots = 0u64;
+    let (mut snapshots, mut disk, mut torn) = (0u64, 0u64, 0u64);
     for seed in first..end {
         if limit.is_some_and(|l| started.elapsed() >= l) {
             break;
@@ -270,6 +270,8 @@ fn run_raft(args: &Args) -> Result<ExitCode, String> {
         partitions += r.partitions;
         terms += r.terms;
         snapshots += r.snapshots;
+        disk += r.disk_errors;
+        torn += r.torn;
         if args.verbose {
             println!(
                 "seed {seed}: hash {:016x} acked {} conflicts {} resends {} terms {} crashes {} partitions {}",
@@ -295,7 +297,7 @@ fn run_raft(args: &Args) -> Result<ExitCode, String> {
         }
     }
     println!(
-        "{runs} seeds passed in {:.1}s: {acked} increments acknowledged, {terms} leader terms, {crashes} crashes, {partitions} partitions, {snapshots} snapshots installed",
+        "{runs} seeds passed in {:.1}s: {acked} increments acknowledged, {terms} leader terms, {crashes} crashes, {partitions} partitions, {disk} failed syncs, {torn} torn crashes, {snapshots} snapshots installed",
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

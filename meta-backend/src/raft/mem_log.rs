@@ -35,7 +35,12 @@ struct Inner {
     /// Entries of `current` from this index on may differ from `durable`'s; `None`:
     /// the whole state does (after a compaction or a snapshot).
     dirty_from: Option<u64>,
+    /// Syncs that fail (an I/O error) before one succeeds again.
+    failing_syncs: u32,
 }
+
+/// What a failing sync answers (see [`MemLog::fail_syncs`]).
+pub const INJECTED_IO_ERROR: &str = "injected I/O error";
 
 /// A shared handle: clones are the same log (a replica and its "disk").
 #[derive(Clone, Default, Debug)]
@@ -55,6 +60,7 @@ impl MemLog {
             current: state.clone(),
             durable: state,
             dirty_from: Some(1),
+            failing_syncs: 0,
         })))
     }
 
@@ -67,6 +73,39 @@ impl MemLog {
         let mut i = self.inner();
         i.current = i.durable.clone();
         i.dirty_from = Some(i.current.last() + 1);
+    }
+
+    /// A crash after which the disk holds more than was synced: the first `keep` of
+    /// the entries written since the last sync (a prefix, as a log file's tail is), and
+    /// the hard state too if every one of them was kept (it is written after them).
+    /// A compaction or snapshot not yet synced is kept whole or not at all.
+    pub fn crash_torn(&self, keep: usize) {
+        let mut i = self.inner();
+        match i.dirty_from {
+            Some(from) if i.durable.trunc == i.current.trunc => {
+                let from = from.clamp(i.current.trunc.0 + 1, i.current.last() + 1);
+                let pos = (from - i.current.trunc.0 - 1) as usize;
+                let written = i.current.entries.len() - pos;
+                let keep = keep.min(written);
+                let mut kept = i.durable.clone();
+                kept.entries.truncate(pos);
+                kept.entries
+                    .extend_from_slice(&i.current.entries[pos..pos + keep]);
+                if keep == written {
+                    kept.hard = i.current.hard.clone();
+                }
+                i.durable = kept;
+            }
+            _ if keep > 0 => i.durable = i.current.clone(),
+            _ => {}
+        }
+        drop(i);
+        self.crash();
+    }
+
+    /// The next `n` syncs fail with an I/O error and make nothing durable.
+    pub fn fail_syncs(&self, n: u32) {
+        self.inner().failing_syncs = n;
     }
 
     /// The durable entries (for checkers).
@@ -157,6 +196,10 @@ impl DurableLog for MemLog {
 
     fn sync(&self) -> Result<(), String> {
         let i = &mut *self.inner();
+        if i.failing_syncs > 0 {
+            i.failing_syncs -= 1;
+            return Err(INJECTED_IO_ERROR.into());
+        }
         match i.dirty_from {
             Some(from) if i.durable.trunc == i.current.trunc => {
                 i.durable.hard = i.current.hard.clone();
@@ -272,6 +315,43 @@ mod tests {
         assert_eq!(log.term(2).unwrap(), 3);
         assert_eq!(log.last_index().unwrap(), 2);
         assert!(log.append(&[entry(5, 3)]).is_err(), "a gap");
+    }
+
+    #[test]
+    fn a_torn_crash_keeps_a_prefix_of_what_was_written_and_a_failed_sync_nothing() {
+        let log = MemLog::new(vec![1]);
+        log.append(&[entry(1, 1)]).unwrap();
+        log.sync().unwrap();
+        log.append(&[entry(2, 1), entry(3, 1), entry(4, 1)])
+            .unwrap();
+        log.set_hard_state(&HardState {
+            term: 5,
+            commit: 4,
+            ..HardState::default()
+        });
+        log.crash_torn(2);
+        assert_eq!(
+            log.last_index().unwrap(),
+            3,
+            "entries 2 and 3 reached the disk"
+        );
+        assert_eq!(log.hard_state().term, 0, "the hard state came after them");
+        log.append(&[entry(4, 1)]).unwrap();
+        log.set_hard_state(&HardState {
+            term: 5,
+            ..HardState::default()
+        });
+        log.crash_torn(9);
+        assert_eq!((log.last_index().unwrap(), log.hard_state().term), (4, 5));
+        log.append(&[entry(5, 5)]).unwrap();
+        log.fail_syncs(1);
+        assert_eq!(log.sync(), Err(INJECTED_IO_ERROR.to_string()));
+        log.crash();
+        assert_eq!(log.last_index().unwrap(), 4);
+        log.append(&[entry(5, 5)]).unwrap();
+        log.sync().unwrap();
+        log.crash();
+        assert_eq!(log.last_index().unwrap(), 5, "the next sync works");
     }
 
     fn snapshot(index: u64, term: u64) -> Snapshot {

@@ -31,6 +31,7 @@ use crate::rng::Rng;
 use crate::trace::Fnv;
 use ferrofs_core::kv::{self, Kv, MemKv, WriteSet};
 use ferrofs_core::replica::{Command, Digest, Outcome, ReadCheck, RequestId};
+use ferrofs_meta::raft::mem_log::INJECTED_IO_ERROR;
 use ferrofs_meta::raft::{MemLog, Message, Replica, ReplicaConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -107,6 +108,10 @@ pub struct RaftRunReport {
     pub partitions: u64,
     /// Snapshots a replica installed from its leader (it was too far behind the log).
     pub snapshots: u64,
+    /// Syncs failed by the disk (the replica then crashes and restarts).
+    pub disk_errors: u64,
+    /// Crashes that left more than was synced on disk (a torn tail).
+    pub torn: u64,
     pub dropped: u64,
     pub duplicated: u64,
     pub violations: Vec<String>,
@@ -285,7 +290,14 @@ impl World {
     fn crash(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         if node.replica.take().is_some() {
-            node.log.crash();
+            // Sometimes more than was synced reached the disk: a prefix of the
+            // entries written since (a torn tail), the hard state only with all of them.
+            if self.faults && self.rng.chance(0.3) {
+                node.log.crash_torn(self.rng.below(4) as usize);
+                self.report.torn += 1;
+            } else {
+                node.log.crash();
+            }
             node.restart_at = self.now + 200 + self.rng.below(2000);
             self.report.crashes += 1;
             self.trace.u64(2).u64(i as u64);
@@ -358,6 +370,12 @@ impl World {
                 let out = match self.guarded(i, |r| r.handle_ready()) {
                     None => continue,
                     Some(Ok(out)) => out,
+                    Some(Err(e)) if e.to_string().contains(INJECTED_IO_ERROR) => {
+                        // A replica stops at a failed fsync (it cannot know what
+                        // reached the disk) and restarts from what did.
+                        self.crash(i);
+                        continue;
+                    }
                     Some(Err(e)) => {
                         let id = i + 1;
                         self.violation(format!("replica {id} failed: {e}"));
@@ -412,6 +430,13 @@ impl World {
         if self.rng.chance(0.002) {
             let i = self.rng.index(n);
             self.crash(i);
+        }
+        if self.rng.chance(0.0003) {
+            // The disk fails the next sync.
+            let i = self.rng.index(n);
+            self.nodes[i].log.fail_syncs(1);
+            self.report.disk_errors += 1;
+            self.trace.u64(7).u64(i as u64);
         }
         if self.rng.chance(0.001) {
             // Split into two groups (a minority may be alone).
