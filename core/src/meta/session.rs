@@ -117,16 +117,19 @@ impl Meta {
                     sessions += 1;
                 }
             }
+            // Sessions holding locks, one read each: the first `K` key of a session,
+            // then on from the next session.
             let mut lock_ranges = 0;
-            let mut last = None;
-            for (k, _) in super::store::scan_all(t, &kstart, &kend)? {
-                let (id, ino) = keys::held_of(&k).ok_or(Errno::EIO)?;
+            let mut from = kstart.clone();
+            while let Some((k, _)) = t.scan(&from, &kend, 1)?.into_iter().next() {
+                let (id, _) = keys::held_of(&k).ok_or(Errno::EIO)?;
                 if !alive(id) {
-                    lock_ranges += locks::drop_session_locks(t, ino, id)?;
-                    if last != Some(id) {
-                        last = Some(id);
-                        lock_sessions += 1;
-                    }
+                    lock_ranges += locks::drop_all_session_locks(t, id)?;
+                    lock_sessions += 1;
+                }
+                match id.checked_add(1) {
+                    Some(_) => from = keys::session_held_range(id).1,
+                    None => break,
                 }
             }
             let mut inodes = 0;

@@ -103,10 +103,11 @@ impl LockWaits {
         self.shared.wake.notify_all();
     }
 
-    /// Something was unlocked here: parked requests try again now.
+    /// Something was unlocked here: parked requests try again now (also those the
+    /// waiter has taken out to try, so a kick during a round is not lost).
     fn kick(&self) {
         let mut st = self.shared.lock();
-        if !st.parked.is_empty() {
+        if st.running {
             st.kicked = true;
             self.shared.wake.notify_all();
         }
