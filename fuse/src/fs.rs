@@ -2,14 +2,15 @@
 //! into errno replies. No file-system decision is made here.
 
 use crate::vfs::{Fh, Vfs};
+use ferrofs_core::meta::{LockKind, LockRequest};
 use ferrofs_core::{
     Attr, Ctx, Errno, FileType, Ino, RenameFlags, SetAttr, SetTime, Timespec, XattrMode,
 };
 use fuser::{
     AccessFlags, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
     LockOwner, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -213,6 +214,15 @@ impl Filesystem for FerroFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        // fcntl record locks and flock go to getlk/setlk (flock as a whole-file lock
+        // owned by the open file), so that they hold across clients.
+        if let Err(missing) =
+            config.add_capabilities(InitFlags::FUSE_POSIX_LOCKS | InitFlags::FUSE_FLOCK_LOCKS)
+        {
+            tracing::warn!(
+                "the kernel does not offer {missing:?}: those locks stay local to this mount"
+            );
+        }
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         Ok(())
@@ -442,10 +452,14 @@ impl Filesystem for FerroFs {
         _req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, self.vfs.flush(Fh(fh.0)))
+        // A close(): the closing process's POSIX locks on the file go, whatever
+        // descriptor they were taken through.
+        let flushed = self.vfs.flush(Fh(fh.0));
+        let unlocked = self.vfs.release_locks(Fh(fh.0), Some(lock_owner.0), false);
+        reply_empty(reply, flushed.and(unlocked))
     }
 
     fn release(
@@ -454,11 +468,86 @@ impl Filesystem for FerroFs {
         _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // The last reference to the open file: its flock (and OFD) locks go.
+        if let Err(e) = self
+            .vfs
+            .release_locks(Fh(fh.0), lock_owner.map(|o| o.0), true)
+        {
+            tracing::warn!("cannot release the locks of a closed file: {e}");
+        }
         reply_empty(reply, self.vfs.release(Fh(fh.0)))
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        let Some(Some(kind)) = lock_kind(typ) else {
+            return reply.error(fuser::Errno::EINVAL);
+        };
+        match self.vfs.getlk(Fh(fh.0), lock_owner.0, start, end, kind) {
+            Ok(Some(h)) => {
+                let typ = match h.range.kind {
+                    LockKind::Read => libc::F_RDLCK,
+                    LockKind::Write => libc::F_WRLCK,
+                };
+                // The kernel refuses ends past OFFSET_MAX.
+                let end = h.range.end.min(i64::MAX as u64);
+                reply.locked(h.range.start, end, typ, h.range.pid)
+            }
+            Ok(None) => reply.locked(start, end, libc::F_UNLCK, 0),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setlk(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let Some(kind) = lock_kind(typ) else {
+            return reply.error(fuser::Errno::EINVAL);
+        };
+        let lock = LockRequest {
+            owner: lock_owner.0,
+            fh: fh.0,
+            start,
+            end,
+            kind,
+            pid,
+        };
+        if !sleep || kind.is_none() {
+            return reply_empty(reply, self.vfs.setlk(Fh(fh.0), &lock));
+        }
+        // Waits without holding this thread; the kernel does not pass interrupts on
+        // to fuser, so a signal for the waiting thread is looked for instead.
+        let caller = req.pid();
+        self.vfs.setlk_wait(
+            Fh(fh.0),
+            lock,
+            Box::new(move || signal_pending(caller)),
+            Box::new(move |r| reply_empty(reply, r)),
+        );
     }
 
     fn fsync(
@@ -695,6 +784,40 @@ impl Filesystem for FerroFs {
         });
         reply_empty(reply, r)
     }
+}
+
+/// The kind of an `F_RDLCK`/`F_WRLCK` lock, `Some(None)` for `F_UNLCK`, None for
+/// anything else.
+fn lock_kind(typ: i32) -> Option<Option<LockKind>> {
+    match typ {
+        libc::F_RDLCK => Some(Some(LockKind::Read)),
+        libc::F_WRLCK => Some(Some(LockKind::Write)),
+        libc::F_UNLCK => Some(None),
+        _ => None,
+    }
+}
+
+/// Whether thread `tid` has a signal pending that it neither blocks nor ignores (so a
+/// lock wait it is in would be interrupted on a local file system), or is gone. A
+/// thread waiting for a FUSE reply cannot take the signal, so it stays pending in
+/// `/proc/TID/status` until the wait ends; SIGKILL always counts.
+fn signal_pending(tid: u32) -> bool {
+    if tid == 0 {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return true;
+    };
+    let mask = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    let pending = mask("SigPnd:") | mask("ShdPnd:");
+    let kill = 1u64 << (libc::SIGKILL - 1);
+    pending & kill != 0 || pending & !mask("SigBlk:") & !mask("SigIgn:") != 0
 }
 
 fn reply_empty(reply: ReplyEmpty, r: ferrofs_core::Result<()>) {

@@ -21,10 +21,14 @@
 //! - every non-zero slice id appears in at most one chunk; no queued (`G`) slice is
 //!   referenced; every id is below its counter (`nextInode`, `nextSlice`, `nextSession`)
 //!   when ids come from the counters ([`CheckOptions::ids_from_counters`]);
-//! - the counters `totalInodes` and `usedSpace` match the inodes.
+//! - the counters `totalInodes` and `usedSpace` match the inodes;
+//! - every owner's lock ranges (`A ino K`) are sorted, disjoint and merged, no two
+//!   owners hold conflicting locks over a common byte, and the `K session ino` index
+//!   names exactly the (session, inode) pairs that hold locks.
 
 use super::attr_codec::{decode_entry, decode_inode, decode_u32, decode_u64, Inode};
 use super::keys;
+use super::locks::{decode_ranges, LockRange};
 use crate::chunk::{decode_slices, visible, SliceRef};
 use crate::errno::Result;
 use crate::format::Format;
@@ -92,6 +96,7 @@ pub fn check_keyspace<'a>(
     c.check_reachable();
     c.check_chunks(opts);
     c.check_counters(opts);
+    c.check_locks();
     c.finish()
 }
 
@@ -114,6 +119,10 @@ struct Checker {
     sessions: BTreeSet<u64>,
     /// Symlink target lengths.
     targets: BTreeMap<Ino, usize>,
+    /// (inode, session, owner) → the owner's lock ranges.
+    locks: BTreeMap<(Ino, u64, u64), Vec<LockRange>>,
+    /// The `K` index: (session, inode).
+    held: BTreeSet<(u64, Ino)>,
 }
 
 fn ino_at(k: &[u8]) -> Ino {
@@ -193,6 +202,10 @@ impl Checker {
             }
             // A session's last heartbeat.
             Some(b'L') if k.len() == 9 && v.len() == 8 => {}
+            Some(b'K') if v.is_empty() && keys::held_of(k).is_some() => {
+                let (session, ino) = keys::held_of(k).unwrap_or((0, Ino(0)));
+                self.held.insert((session, ino));
+            }
             // A staged (writeback) slice not uploaded yet: no invariant beyond its form.
             Some(b'W') if k.len() == 9 && v.is_empty() => {}
             // The replicated engine's request records (`replica::apply`).
@@ -234,6 +247,13 @@ impl Checker {
                 self.targets.insert(ino, v.len());
             }
             b'X' => {}
+            b'K' if k.len() == 26 => match decode_ranges(v) {
+                Ok(ranges) => {
+                    let (session, owner) = keys::lock_owner_of(k).unwrap_or((0, 0));
+                    self.locks.insert((ino, session, owner), ranges);
+                }
+                Err(_) => self.bad("decode", format!("locks {} do not decode", show(k))),
+            },
             _ => self.bad("key", format!("unknown inode key {}", show(k))),
         }
     }
@@ -581,6 +601,7 @@ impl Checker {
             .sessions
             .iter()
             .chain(self.unlinked.values())
+            .chain(self.held.iter().map(|(s, _)| s))
             .max()
             .copied();
         if let (Some(next), Some(max)) = (self.counter(keys::NEXT_SESSION), max_session) {
@@ -590,6 +611,65 @@ impl Checker {
                     format!("session {max} is in use but nextSession is {next}"),
                 );
             }
+        }
+    }
+}
+
+/// (session, lock owner).
+type OwnerKey = (u64, u64);
+
+impl Checker {
+    fn check_locks(&mut self) {
+        // (session, owner) and one of its ranges, per inode.
+        let mut by_inode: BTreeMap<Ino, Vec<(OwnerKey, LockRange)>> = BTreeMap::new();
+        let mut found = Vec::new();
+        for ((ino, session, owner), ranges) in &self.locks {
+            let who = format!("{ino:?} session {session} owner {owner:#x}");
+            if ranges.is_empty() {
+                found.push(("lock-range", format!("{who} has an empty lock key")));
+            }
+            for w in ranges.windows(2) {
+                if w[0].kind == w[1].kind && w[0].end.checked_add(1) == Some(w[1].start) {
+                    let d = format!(
+                        "{who}: {}..={} and {}..={} are not merged",
+                        w[0].start, w[0].end, w[1].start, w[1].end
+                    );
+                    found.push(("lock-range", d));
+                }
+            }
+            if !self.held.contains(&(*session, *ino)) {
+                found.push(("lock-index", format!("{who} holds locks, no K index key")));
+            }
+            let list = by_inode.entry(*ino).or_default();
+            list.extend(ranges.iter().map(|r| ((*session, *owner), *r)));
+        }
+        for (session, ino) in &self.held {
+            let any = self
+                .locks
+                .range((*ino, *session, 0)..=(*ino, *session, u64::MAX))
+                .next()
+                .is_some();
+            if !any {
+                let d = format!("K index says session {session} holds locks on {ino:?}");
+                found.push(("lock-index", d));
+            }
+        }
+        for (ino, list) in &by_inode {
+            for (i, (a, ra)) in list.iter().enumerate() {
+                for (b, rb) in &list[i + 1..] {
+                    let overlap = ra.start <= rb.end && rb.start <= ra.end;
+                    if a != b && overlap && ra.kind.conflicts_with(rb.kind) {
+                        let d = format!(
+                            "{ino:?}: {a:?} holds {:?} {}..={}, {b:?} holds {:?} {}..={}",
+                            ra.kind, ra.start, ra.end, rb.kind, rb.start, rb.end
+                        );
+                        found.push(("lock-conflict", d));
+                    }
+                }
+            }
+        }
+        for (invariant, detail) in found {
+            self.bad(invariant, detail);
         }
     }
 }
@@ -663,6 +743,65 @@ mod tests {
                 "slice-shared"
             ]
         );
+    }
+
+    #[test]
+    fn conflicting_unmerged_or_unindexed_locks_are_found() {
+        use crate::meta::{encode_ranges, LockKind, LockRange, LockRequest};
+        let (kv, m) = volume();
+        let now = Timespec::new(2, 0);
+        let f = m
+            .mknod(
+                &Ctx::root(),
+                Ino::ROOT,
+                b"f",
+                FileType::RegularFile,
+                0o644,
+                0,
+                0,
+                now,
+            )
+            .unwrap();
+        m.new_session("{}").unwrap();
+        let req = LockRequest {
+            owner: 1,
+            fh: 1,
+            start: 0,
+            end: 9,
+            kind: Some(LockKind::Write),
+            pid: 1,
+        };
+        m.set_lock(f.ino, &req).unwrap();
+        assert!(found(&kv).is_empty(), "{:?}", found(&kv));
+        let w = |start, end| LockRange {
+            start,
+            end,
+            kind: LockKind::Write,
+            pid: 1,
+            fh: 1,
+        };
+        // Another owner of the session holding an overlapping write lock, and an
+        // owner whose touching ranges were not merged.
+        txn(&*kv, |t| {
+            t.set(&keys::lock(f.ino, 1, 2), &encode_ranges(&[w(5, 5)]));
+            t.set(
+                &keys::lock(f.ino, 1, 3),
+                &encode_ranges(&[w(20, 29), w(30, 39)]),
+            );
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(found(&kv), ["lock-conflict", "lock-range"]);
+        // Locks of a session with no index key, and an index key with no locks.
+        txn(&*kv, |t| {
+            t.delete(&keys::lock(f.ino, 1, 2));
+            t.delete(&keys::lock(f.ino, 1, 3));
+            t.delete(&keys::held(1, f.ino));
+            t.set(&keys::held(1, Ino(77)), b"");
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(found(&kv), ["lock-index"]);
     }
 
     #[test]

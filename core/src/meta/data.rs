@@ -59,12 +59,20 @@ pub fn resize(t: &mut dyn Txn, ino: Ino, old: u64, new: u64) -> Result<()> {
 }
 
 /// Deletes every key of inode `n` (attributes, entries index, chunks, symlink target,
-/// xattrs) and its `U` key, queues its slices for gc and updates the counters.
+/// xattrs, locks with their `K` index keys) and its `U` key, queues its slices for gc
+/// and updates the counters.
 pub fn delete_inode(t: &mut dyn Txn, n: &Inode) -> Result<()> {
     let (start, end) = keys::inode_range(n.ino());
     for (k, v) in scan_all(t, &start, &end)? {
-        if keys::tag_of(&k) == Some(b'C') {
-            queue_slices(t, &decode_slices(&v)?);
+        match keys::tag_of(&k) {
+            Some(b'C') => queue_slices(t, &decode_slices(&v)?),
+            // A lock on it: its session's index key goes too.
+            Some(b'K') => {
+                if let Some((session, _)) = keys::lock_owner_of(&k) {
+                    t.delete(&keys::held(session, n.ino()));
+                }
+            }
+            _ => {}
         }
         t.delete(&k);
     }

@@ -43,7 +43,7 @@ pub fn inode_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
     (start, end)
 }
 
-/// The tag byte (`I`, `D`, `E`, `C`, `S`, `X`) of an inode key.
+/// The tag byte (`I`, `D`, `E`, `C`, `K`, `S`, `X`) of an inode key.
 pub fn tag_of(key: &[u8]) -> Option<u8> {
     key.get(9).copied()
 }
@@ -115,6 +115,40 @@ pub fn xattr_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
     (inode_key(ino, b'X', &[]), inode_key(ino, b'Y', &[]))
 }
 
+/// `A ino K session owner`: the byte-range locks one lock owner of one session holds
+/// on the inode (see `locks`).
+pub fn lock(ino: Ino, session: u64, owner: u64) -> Vec<u8> {
+    let mut extra = [0u8; 16];
+    extra[..8].copy_from_slice(&session.to_be_bytes());
+    extra[8..].copy_from_slice(&owner.to_be_bytes());
+    inode_key(ino, b'K', &extra)
+}
+
+/// `[A ino K, A ino L)`: every lock on an inode.
+pub fn lock_range(ino: Ino) -> (Vec<u8>, Vec<u8>) {
+    (inode_key(ino, b'K', &[]), inode_key(ino, b'L', &[]))
+}
+
+/// `[A ino K session, A ino K session+1)`: the locks of one session on an inode.
+pub fn session_lock_range(ino: Ino, session: u64) -> (Vec<u8>, Vec<u8>) {
+    let start = inode_key(ino, b'K', &session.to_be_bytes());
+    let end = match session.checked_add(1) {
+        Some(next) => inode_key(ino, b'K', &next.to_be_bytes()),
+        None => inode_key(ino, b'L', &[]),
+    };
+    (start, end)
+}
+
+/// (session, owner) of an `A ino K` key.
+pub fn lock_owner_of(key: &[u8]) -> Option<(u64, u64)> {
+    if key.len() != 26 {
+        return None;
+    }
+    let s: [u8; 8] = key[10..18].try_into().ok()?;
+    let o: [u8; 8] = key[18..26].try_into().ok()?;
+    Some((u64::from_be_bytes(s), u64::from_be_bytes(o)))
+}
+
 /// Offset of the name in an `X` (or `D`) key.
 pub const NAME_OFFSET: usize = 10;
 
@@ -174,6 +208,46 @@ pub fn session_alive_range() -> (Vec<u8>, Vec<u8>) {
     (b"L".to_vec(), b"M".to_vec())
 }
 
+/// `K session ino`: the session holds some lock on the inode (an index of the `A ino K
+/// session` keys, so that a dead session's locks are found without a scan of every
+/// inode).
+pub fn held(session: u64, ino: Ino) -> Vec<u8> {
+    let mut k = vec![b'K'];
+    k.extend_from_slice(&session.to_be_bytes());
+    k.extend_from_slice(&ino.0.to_be_bytes());
+    k
+}
+
+/// `[K, L)`: every session's held-lock index.
+pub fn held_range() -> (Vec<u8>, Vec<u8>) {
+    (b"K".to_vec(), b"L".to_vec())
+}
+
+/// `[K session, K session+1)`: the inodes a session holds locks on.
+pub fn session_held_range(session: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut start = vec![b'K'];
+    start.extend_from_slice(&session.to_be_bytes());
+    let end = match session.checked_add(1) {
+        Some(next) => {
+            let mut e = vec![b'K'];
+            e.extend_from_slice(&next.to_be_bytes());
+            e
+        }
+        None => b"L".to_vec(),
+    };
+    (start, end)
+}
+
+/// (session, ino) of a `K` key.
+pub fn held_of(key: &[u8]) -> Option<(u64, Ino)> {
+    if key.len() != 17 || key[0] != b'K' {
+        return None;
+    }
+    let s: [u8; 8] = key[1..9].try_into().ok()?;
+    let i: [u8; 8] = key[9..17].try_into().ok()?;
+    Some((u64::from_be_bytes(s), Ino(u64::from_be_bytes(i))))
+}
+
 /// The u64 after the one-byte tag of a `G`, `U`, `W`, `H` or `L` key.
 pub fn id_of(key: &[u8]) -> Option<u64> {
     let b: [u8; 8] = key.get(1..9)?.try_into().ok()?;
@@ -201,6 +275,14 @@ mod tests {
         );
         assert_eq!(id_of(&session(5)), Some(5));
         assert!(dir_index(Ino(1), u64::MAX) < dir_index_end(Ino(1)));
+        assert_eq!(lock_owner_of(&lock(Ino(3), 7, 9)), Some((7, 9)));
+        assert_eq!(held_of(&held(7, Ino(3))), Some((7, Ino(3))));
+        let (ls, le) = lock_range(Ino(3));
+        let (ss, se) = session_lock_range(Ino(3), u64::MAX);
+        assert!(ls <= ss && se <= le && ss < lock(Ino(3), u64::MAX, 0));
+        assert!(lock(Ino(3), u64::MAX, u64::MAX) < se);
+        let (hs, he) = session_held_range(u64::MAX);
+        assert!(hs < held(u64::MAX, Ino(u64::MAX)) && held(u64::MAX, Ino(u64::MAX)) < he);
         assert!(chunk(Ino(1), ChunkIndex(u32::MAX)) < chunk_range_from(Ino(1), 0).1);
     }
 }

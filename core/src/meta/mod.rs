@@ -8,7 +8,7 @@
 //! Modules: [`keys`] (key layout), [`attr_codec`] (value encodings), [`perm`]
 //! (permission rules and name checks), [`check`] (the invariant checker over a whole
 //! keyspace), `store` (transaction helpers), `ids` (counters and id batches), and one
-//! module per group of operations.
+//! module per group of operations (`locks`: distributed `fcntl`/`flock` locks).
 
 pub mod attr_codec;
 pub mod check;
@@ -18,6 +18,7 @@ pub mod perm;
 mod attrs;
 mod data;
 mod ids;
+mod locks;
 mod namespace;
 mod open;
 mod readdir;
@@ -31,14 +32,19 @@ mod xattr;
 mod tests;
 
 pub use data::{WriteOutcome, COMPACT_THRESHOLD};
+pub use locks::{
+    apply as apply_lock, decode_ranges, encode_ranges, first_conflict, Held, InodeLocks, LockKind,
+    LockOwner, LockRange, LockRequest,
+};
 pub use perm::{R_OK, W_OK, X_OK};
+pub use session::Cleanup;
 
 use crate::errno::{Errno, Result};
 use crate::format::Format;
 use crate::kv::{self, Kv};
 use crate::types::{FileType, Ino, StatFs, Timespec};
 use ids::{get_counter, set_counter, IdBatch, INODE_BATCH};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Total bytes reported by `statfs` for a volume without a capacity (1 PiB).
@@ -62,6 +68,9 @@ pub struct Meta {
     opens: Mutex<BTreeMap<Ino, u32>>,
     /// This process's session (0 before [`Meta::new_session`]); named by `U` keys.
     session: Mutex<u64>,
+    /// Inodes this session may hold file locks on (a superset: a release elsewhere is
+    /// skipped only for inodes not in it). Lock order: this lock, then a transaction.
+    locked: Mutex<BTreeSet<Ino>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -122,6 +131,7 @@ impl Meta {
             slices: Mutex::new(IdBatch::default()),
             opens: Mutex::new(BTreeMap::new()),
             session: Mutex::new(0),
+            locked: Mutex::new(BTreeSet::new()),
         })
     }
 

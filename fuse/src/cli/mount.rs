@@ -81,7 +81,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     // Other clients may share a replicated engine: only sessions silent for longer
     // than SESSION_TTL are dead. The embedded engine admits one process: all are.
     let session_ttl = match ferrofs_meta::MetaUrl::parse(&a.meta_url) {
-        Ok(ferrofs_meta::MetaUrl::Raft { .. }) => SESSION_TTL.as_secs(),
+        Ok(ferrofs_meta::MetaUrl::Raft { .. }) => session_ttl_secs(),
         _ => 0,
     };
     if let Err(e) = meta.heartbeat(wall_clock()) {
@@ -212,6 +212,17 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// ...and other clients count it dead after this long without one.
 const SESSION_TTL: Duration = Duration::from_secs(60);
+/// Overrides SESSION_TTL (whole seconds; tests use a short one to see a killed
+/// client's locks go). Heartbeats then come at least three times per TTL.
+const SESSION_TTL_ENV: &str = "FERROFS_SESSION_TTL";
+
+fn session_ttl_secs() -> u64 {
+    std::env::var(SESSION_TTL_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .unwrap_or(SESSION_TTL.as_secs())
+}
 
 fn wall_clock() -> ferrofs_core::Timespec {
     let d = std::time::SystemTime::now()
@@ -220,12 +231,17 @@ fn wall_clock() -> ferrofs_core::Timespec {
     ferrofs_core::Timespec::new(d.as_secs() as i64, d.subsec_nanos())
 }
 
-/// Removes dead clients' sessions and the files they left open after unlinking them.
+/// Removes dead clients' sessions, the files they left open after unlinking them and
+/// the file locks they held.
 fn cleanup_dead_sessions(meta: &ferrofs_core::meta::Meta, ttl_secs: u64) {
-    match meta.cleanup_orphans(wall_clock(), ttl_secs) {
-        Ok((0, 0)) => {}
-        Ok((sessions, files)) => tracing::info!(
-            "removed {sessions} dead client sessions and {files} files they left open-but-deleted"
+    match meta.cleanup_dead_clients(wall_clock(), ttl_secs) {
+        Ok(c) if c == ferrofs_core::meta::Cleanup::default() => {}
+        Ok(c) => tracing::info!(
+            "removed {} dead client sessions, {} files they left open-but-deleted and {} locks held by {} of them",
+            c.sessions,
+            c.inodes,
+            c.lock_ranges,
+            c.lock_sessions
         ),
         Err(e) => tracing::warn!("cannot clean up after dead clients: {e}"),
     }
@@ -239,14 +255,19 @@ fn spawn_gc(vfs: Arc<Vfs>, stop: Arc<AtomicBool>, session_ttl: u64) -> std::thre
         .spawn(move || {
             let mut last_beat = std::time::Instant::now();
             let mut last_sweep = std::time::Instant::now();
+            let sweep_every = Duration::from_secs(session_ttl);
+            let beat_every = match session_ttl {
+                0 => HEARTBEAT_EVERY,
+                _ => HEARTBEAT_EVERY.min(sweep_every / 3),
+            };
             while !stop.load(Ordering::Relaxed) {
-                if last_beat.elapsed() >= HEARTBEAT_EVERY {
+                if last_beat.elapsed() >= beat_every {
                     last_beat = std::time::Instant::now();
                     if let Err(e) = vfs.meta().heartbeat(wall_clock()) {
                         tracing::warn!("session heartbeat failed: {e}");
                     }
                 }
-                if session_ttl > 0 && last_sweep.elapsed() >= SESSION_TTL {
+                if session_ttl > 0 && last_sweep.elapsed() >= sweep_every {
                     last_sweep = std::time::Instant::now();
                     cleanup_dead_sessions(vfs.meta(), session_ttl);
                 }

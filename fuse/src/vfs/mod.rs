@@ -1,7 +1,8 @@
 //! The client's I/O glue, independent of FUSE: open handles (`handles`), the write path
 //! with background uploads committed in order (`write`), the read path with readahead
 //! (`read`), where verified block data comes from (`blocks`), background deletion of
-//! unreferenced objects (`gc`) and the worker threads (`pool`). Every decision it needs
+//! unreferenced objects (`gc`), the worker threads (`pool`) and file locks, whose
+//! blocking requests wait on a thread of their own (`locks`). Every decision it needs
 //! (layout, permissions, readahead, what to delete) comes from `ferrofs-core`; this
 //! module only performs the I/O those decisions call for.
 
@@ -9,6 +10,7 @@ mod blocks;
 pub mod cache;
 mod gc;
 mod handles;
+mod locks;
 mod meta_cache;
 mod pool;
 mod read;
@@ -16,6 +18,7 @@ mod warm;
 mod write;
 mod writeback;
 
+pub use locks::{Answer, Interrupted};
 pub use warm::{WarmMode, Warmed};
 
 use blocks::Blocks;
@@ -117,6 +120,8 @@ pub struct Vfs {
     meta_cache: Mutex<MetaCache>,
     uploads: Pool,
     writeback: Option<Arc<Writeback>>,
+    /// Blocking lock requests waiting for a conflicting lock to go.
+    lock_waits: locks::LockWaits,
 }
 
 impl Vfs {
@@ -166,6 +171,7 @@ impl Vfs {
             handles: Handles::default(),
             blocks: Arc::new(blocks),
             config,
+            lock_waits: locks::LockWaits::default(),
         }
     }
 

@@ -6,6 +6,7 @@ mod create;
 mod data;
 mod format;
 mod invariants;
+mod locks;
 mod open;
 mod readdir;
 mod remove;
