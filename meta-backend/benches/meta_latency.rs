@@ -136,6 +136,72 @@ fn run(engine: Arc<dyn Kv>, n: usize) -> Vec<Stats> {
     ]
 }
 
+/// Creates and then getattrs `n` files from `threads` clients at once, each in its own
+/// directory; `open` gives each client its engine. Returns (creates/s, getattrs/s).
+fn concurrent(open: &(dyn Fn() -> Arc<dyn Kv> + Sync), n: usize, threads: usize) -> (f64, f64) {
+    let per = n / threads;
+    let metas: Vec<Meta> = (0..threads).map(|_| Meta::load(open()).unwrap()).collect();
+    let root = Ctx::root();
+    let dirs: Vec<Ino> = metas
+        .iter()
+        .enumerate()
+        .map(|(t, m)| {
+            m.mkdir(
+                &root,
+                Ino::ROOT,
+                format!("t{t}").as_bytes(),
+                0o755,
+                0,
+                now(),
+            )
+            .unwrap()
+            .ino
+        })
+        .collect();
+    let t0 = Instant::now();
+    let inos: Vec<Vec<Ino>> = std::thread::scope(|s| {
+        let hs: Vec<_> = metas
+            .iter()
+            .zip(&dirs)
+            .map(|(m, &d)| {
+                s.spawn(move || {
+                    (0..per)
+                        .map(|i| {
+                            let name = format!("c-{i:06}");
+                            m.mknod(
+                                &root,
+                                d,
+                                name.as_bytes(),
+                                FileType::RegularFile,
+                                0o644,
+                                0,
+                                0,
+                                now(),
+                            )
+                            .unwrap()
+                            .ino
+                        })
+                        .collect::<Vec<Ino>>()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let creates = (per * threads) as f64 / t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for (m, inos) in metas.iter().zip(&inos) {
+            s.spawn(move || {
+                for &ino in inos {
+                    m.getattr(ino).unwrap();
+                }
+            });
+        }
+    });
+    let getattrs = (per * threads) as f64 / t0.elapsed().as_secs_f64();
+    (creates, getattrs)
+}
+
 fn cluster(tick: Duration) -> (Vec<Option<Server>>, Vec<String>, Vec<tempfile::TempDir>) {
     let ls: Vec<TcpListener> = (0..3)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
@@ -168,7 +234,7 @@ fn main() {
         .unwrap_or(1000);
     let sled_dir = tempfile::tempdir().unwrap();
     let sled: Arc<dyn Kv> = Arc::new(SledKv::open(sled_dir.path()).unwrap());
-    let embedded = run(sled, n);
+    let embedded = run(sled.clone(), n);
 
     let tick = Duration::from_millis(100);
     let (mut servers, addrs, _dirs) = cluster(tick);
@@ -206,6 +272,24 @@ fn main() {
             1e6 / r.mean().max(0.001)
         );
     }
+
+    // Throughput with concurrent clients (each its own client of the cluster; on sled,
+    // threads of one process, as one mount's FUSE threads are).
+    let threads = 8;
+    let (sc, sg) = concurrent(&|| sled.clone(), n, threads);
+    let (rc, rg) = concurrent(&|| url.open(false).unwrap(), n, threads);
+    println!(
+        "\n{threads} concurrent clients, {} creates then getattrs each:",
+        n / threads
+    );
+    println!(
+        "create  throughput: sled {sc:>8.0} ops/s, raft {rc:>8.0} ops/s ({:.2}x of sled)",
+        rc / sc
+    );
+    println!(
+        "getattr throughput: sled {sg:>8.0} ops/s, raft {rg:>8.0} ops/s ({:.2}x of sled)",
+        rg / sg
+    );
 
     // Failover: a client creating files while the leader stops.
     let engine = url.open(false).unwrap();
