@@ -7,6 +7,7 @@
 
 mod blocks;
 pub mod cache;
+pub mod feed;
 mod gc;
 mod handles;
 mod meta_cache;
