@@ -246,8 +246,13 @@ fn the_change_feed_shows_other_clients_changes_despite_long_ttls() {
     prime(&b);
     prime(&c);
 
-    type Check = Box<dyn Fn(&Volume) -> bool>;
-    let changes: Vec<(&str, Box<dyn Fn()>, Check)> = vec![
+    /// A change made in A, and whether a mount shows it.
+    type Change<'a> = (
+        &'static str,
+        Box<dyn Fn() + 'a>,
+        Box<dyn Fn(&Volume) -> bool>,
+    );
+    let changes: Vec<Change> = vec![
         (
             "create",
             Box::new(|| std::fs::write(a.path("created"), "c").unwrap()),
