@@ -32,18 +32,43 @@ pub struct KernelCache {
 pub struct FerroFs {
     vfs: Arc<Vfs>,
     cache: KernelCache,
+    /// With the change feed: the lifetimes used while it is out of sync, and whether
+    /// it is in sync (`vfs::feed`).
+    fallback: Option<(KernelCache, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 impl FerroFs {
     pub fn new(vfs: Arc<Vfs>, cache: KernelCache) -> Self {
-        FerroFs { vfs, cache }
+        FerroFs {
+            vfs,
+            cache,
+            fallback: None,
+        }
+    }
+
+    /// Uses `fallback` lifetimes whenever `in_sync` is not set.
+    pub fn with_fallback(
+        mut self,
+        fallback: KernelCache,
+        in_sync: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        self.fallback = Some((fallback, in_sync));
+        self
+    }
+
+    /// The kernel cache lifetimes to reply with now.
+    fn ttl(&self) -> KernelCache {
+        match &self.fallback {
+            Some((f, in_sync)) if !in_sync.load(std::sync::atomic::Ordering::Acquire) => *f,
+            _ => self.cache,
+        }
     }
 
     fn entry_ttl(&self, attr: &Attr) -> Duration {
         if attr.kind == FileType::Directory {
-            self.cache.dir_entry
+            self.ttl().dir_entry
         } else {
-            self.cache.entry
+            self.ttl().entry
         }
     }
 
@@ -58,7 +83,7 @@ impl FerroFs {
     /// (inode 0), which the kernel remembers for that long.
     fn reply_lookup(&self, reply: ReplyEntry, r: ferrofs_core::Result<Attr>) {
         match r {
-            Err(Errno::ENOENT) if !self.cache.negative.is_zero() => {
+            Err(Errno::ENOENT) if !self.ttl().negative.is_zero() => {
                 let none = fuser::FileAttr {
                     ino: INodeNo(0),
                     size: 0,
@@ -76,7 +101,7 @@ impl FerroFs {
                     blksize: 4096,
                     flags: 0,
                 };
-                reply.entry(&self.cache.negative, &none, Generation(0))
+                reply.entry(&self.ttl().negative, &none, Generation(0))
             }
             r => self.reply_entry(reply, r),
         }
@@ -243,7 +268,7 @@ impl Filesystem for FerroFs {
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.vfs.getattr(ino(i)) {
-            Ok(a) => reply.attr(&self.cache.attr, &file_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl().attr, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -280,7 +305,7 @@ impl Filesystem for FerroFs {
             .vfs
             .setattr(&ctx(req), ino(i), &set, fh.map(|f| Fh(f.0)))
         {
-            Ok(a) => reply.attr(&self.cache.attr, &file_attr(&a)),
+            Ok(a) => reply.attr(&self.ttl().attr, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }

@@ -147,3 +147,171 @@ fn a_volume_on_three_replicas_outlives_its_leader() {
         stdout(&o)
     );
 }
+
+/// Waits until `cond` holds (checked every 5 ms) and returns how long that took, or
+/// `None` after `limit`.
+fn time_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let t = Instant::now();
+    loop {
+        if cond() {
+            return Some(t.elapsed());
+        }
+        if t.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn exists(p: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+fn size(p: &std::path::Path) -> Option<u64> {
+    std::fs::metadata(p).ok().map(|m| m.len())
+}
+
+fn mode(p: &std::path::Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+fn names(p: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Two mounts of one volume, with caches of 60 s in the kernel and the client: what
+/// one changes, the other sees within a poll of the change feed. A third mount with
+/// the feed off still sees the old state afterwards (so it is the feed that does it).
+#[test]
+fn the_change_feed_shows_other_clients_changes_despite_long_ttls() {
+    let mut a = Volume::new();
+    let replicas = start_replicas(a.dir.path());
+    a.meta_url = format!("raft://:{SECRET}@{}", replicas.addrs.join(","));
+    a.format();
+    let long = [
+        "--attr-cache",
+        "60s",
+        "--entry-cache",
+        "60s",
+        "--dir-entry-cache",
+        "60s",
+        "--negative-entry-cache",
+        "60s",
+        "--meta-cache",
+        "60s",
+    ];
+    a.mount_with(&long);
+    let mut b = Volume::new();
+    b.meta_url = a.meta_url.clone();
+    b.mount_with(&long);
+    let mut c = Volume::new();
+    c.meta_url = a.meta_url.clone();
+    c.mount_with(&[&long[..], &["--meta-feed-interval", "0"]].concat());
+    // Until its feed is in sync, a mount uses short lifetimes: wait for it.
+    let log = b.dir.path().join("mount.log");
+    let synced = time_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("change feed in sync"))
+    });
+    assert!(synced.is_some(), "B's feed never got in sync");
+
+    // What each change starts from, seen (and so cached) by B and C once B's feed
+    // has delivered its creation (else the feed's invalidations of it would empty
+    // B's caches again): B sees a name it had looked up in vain appear.
+    assert!(!exists(&b.path("ready")));
+    std::fs::write(a.path("old"), "o").unwrap();
+    std::fs::write(a.path("doomed"), "d").unwrap();
+    std::fs::write(a.path("grow"), "12345").unwrap();
+    std::fs::write(a.path("perm"), "p").unwrap();
+    std::fs::create_dir(a.path("dir")).unwrap();
+    std::fs::write(a.path("dir/one"), "1").unwrap();
+    std::fs::write(a.path("ready"), "").unwrap();
+    let ready = time_until(Duration::from_secs(2), || exists(&b.path("ready")));
+    assert!(ready.is_some(), "B's feed did not deliver the set-up");
+    let prime = |v: &Volume| {
+        assert!(!exists(&v.path("created")));
+        assert!(exists(&v.path("old")) && !exists(&v.path("new")));
+        assert!(exists(&v.path("doomed")));
+        assert_eq!(size(&v.path("grow")), Some(5));
+        assert_eq!(mode(&v.path("perm")), Some(0o644));
+        assert_eq!(names(&v.path("dir")), ["one"]);
+    };
+    prime(&b);
+    prime(&c);
+
+    /// A change made in A, and whether a mount shows it.
+    type Change<'a> = (
+        &'static str,
+        Box<dyn Fn() + 'a>,
+        Box<dyn Fn(&Volume) -> bool>,
+    );
+    let changes: Vec<Change> = vec![
+        (
+            "create",
+            Box::new(|| std::fs::write(a.path("created"), "c").unwrap()),
+            Box::new(|v| exists(&v.path("created"))),
+        ),
+        (
+            "rename",
+            Box::new(|| std::fs::rename(a.path("old"), a.path("new")).unwrap()),
+            Box::new(|v| !exists(&v.path("old")) && exists(&v.path("new"))),
+        ),
+        (
+            "unlink",
+            Box::new(|| std::fs::remove_file(a.path("doomed")).unwrap()),
+            Box::new(|v| !exists(&v.path("doomed"))),
+        ),
+        (
+            "write",
+            Box::new(|| std::fs::write(a.path("grow"), vec![7u8; 5000]).unwrap()),
+            Box::new(|v| size(&v.path("grow")) == Some(5000)),
+        ),
+        (
+            "chmod",
+            Box::new(|| {
+                use std::os::unix::fs::PermissionsExt;
+                let p = std::fs::Permissions::from_mode(0o600);
+                std::fs::set_permissions(a.path("perm"), p).unwrap()
+            }),
+            Box::new(|v| mode(&v.path("perm")) == Some(0o600)),
+        ),
+        (
+            "create in a listed dir",
+            Box::new(|| std::fs::write(a.path("dir/two"), "2").unwrap()),
+            Box::new(|v| names(&v.path("dir")) == ["one", "two"]),
+        ),
+    ];
+    let mut delays = Vec::new();
+    for (i, (what, change, seen)) in changes.iter().enumerate() {
+        let began = Instant::now();
+        change();
+        let took = began.elapsed();
+        let d = time_until(Duration::from_secs(2), || seen(&b));
+        let Some(d) = d else {
+            panic!("B did not see the {what} within 2 s of A's call returning");
+        };
+        // After A's call returned, and after it began (the change may be committed
+        // and fed before the call returns).
+        delays.push((*what, d, took + d));
+        // Well past B's delay, C (no feed) still answers from its caches. (The
+        // pause also varies where the next change falls between two polls.)
+        std::thread::sleep(Duration::from_millis(500 + i as u64 * 77 % 200));
+        assert!(!seen(&c), "C saw the {what} without the feed");
+    }
+    for (what, after_return, after_start) in &delays {
+        eprintln!("{what}: seen by B {after_return:?} after A's call returned ({after_start:?} after it began)");
+    }
+    // B read the new content too (open reads afresh; the pages were dropped).
+    assert_eq!(std::fs::read(b.path("grow")).unwrap(), vec![7u8; 5000]);
+    drop(changes);
+    c.umount();
+    b.umount();
+    a.umount();
+}

@@ -223,6 +223,26 @@ fn open_raft(addrs: &[String], client: RaftClient) -> Result<Arc<dyn Kv>, MetaEr
     Ok(Arc::new(OptimisticKv::new(client, id, 1)))
 }
 
+/// A client for the change feed of the meta servers at `url` (`raft://` only: other
+/// clients may change what this one caches), whose calls give up after `patience`
+/// without an answer. `None` for the embedded engine, which one process opens alone.
+pub fn feed_client(url: &MetaUrl, patience: std::time::Duration) -> Option<RaftClient> {
+    match url {
+        MetaUrl::Sled(_) => None,
+        MetaUrl::Raft { addrs, secret } => {
+            let secret = secret
+                .clone()
+                .or_else(|| std::env::var(SECRET_ENV).ok())
+                .unwrap_or_default();
+            Some(
+                RaftClient::new(addrs.clone())
+                    .secret(secret.as_bytes())
+                    .patience(patience),
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

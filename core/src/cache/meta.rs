@@ -5,7 +5,9 @@
 //! - this client's own changes invalidate what they touch at once, so it always sees
 //!   its own writes;
 //! - `open` reads attributes from the engine (close-to-open) unless `--open-cache`;
-//! - another client's change shows once the entry's TTL has run out.
+//! - another client's change shows once the entry's TTL has run out, or as soon as
+//!   the replicated engine's change feed reports it ([`MetaCache::apply_changes`],
+//!   see `coherence`).
 //!
 //! Entries are bounded in number; past the bound the oldest insertions go first.
 //! Time is passed in (nanoseconds on any monotonic scale).
@@ -16,6 +18,7 @@
 //! [`ReadTicket`] taken before the engine was asked, and is dropped if anything was
 //! invalidated since.
 
+use super::coherence::Changes;
 use crate::types::{Attr, DirEntry, Ino};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -113,6 +116,12 @@ impl MetaCache {
 
     pub fn ttl(&self) -> MetaCacheTtl {
         self.ttl
+    }
+
+    /// Changes the TTLs (the change feed went down or came back). Items already held
+    /// are served for the new TTLs from when they were read.
+    pub fn set_ttl(&mut self, ttl: MetaCacheTtl) {
+        self.ttl = ttl;
     }
 
     /// Cached attributes of `ino`, if still fresh at `now`.
@@ -230,6 +239,10 @@ impl MetaCache {
     pub fn dir_changed(&mut self, dir: Ino) {
         self.invalidated();
         self.attrs.remove(&dir);
+        self.forget_pages(dir);
+    }
+
+    fn forget_pages(&mut self, dir: Ino) {
         let pages: Vec<PageKey> = self
             .pages
             .range((dir, 0, false, 0)..=(dir, u64::MAX, true, u32::MAX))
@@ -238,6 +251,47 @@ impl MetaCache {
         for k in pages {
             self.pages.remove(&k);
         }
+    }
+
+    /// Other clients' changes (a page of the change feed): forgets what they
+    /// invalidate; a reset forgets everything. Chunks and extended attributes are not
+    /// held here (open files keep slice lists; the kernel, ACLs).
+    pub fn apply_changes(&mut self, c: &Changes) {
+        if c.reset {
+            self.clear();
+            return;
+        }
+        if c.inodes.is_empty() && c.names.is_empty() && c.listings.is_empty() {
+            return;
+        }
+        // Reads in flight may have seen the state before these changes.
+        self.invalidated();
+        for &ino in &c.inodes {
+            self.attrs.remove(&ino);
+            self.forget_pages(ino);
+        }
+        for (parent, name) in &c.names {
+            self.entries.remove(&(*parent, name.clone()));
+            self.forget_pages(*parent);
+        }
+        for &dir in &c.listings {
+            self.forget_pages(dir);
+        }
+    }
+
+    /// Everything held, as the invalidations that would forget it: before a reset,
+    /// what caches filled from this one (the kernel's) have to drop too.
+    pub fn held(&self) -> Changes {
+        let mut c = Changes::default();
+        c.inodes.extend(self.attrs.keys().copied());
+        for ((parent, name), e) in &self.entries {
+            c.names.insert((*parent, name.clone()));
+            if let CachedEntry::Found(ino) = e.value {
+                c.inodes.insert(ino);
+            }
+        }
+        c.listings.extend(self.pages.keys().map(|k| k.0));
+        c
     }
 
     /// Forgets everything.

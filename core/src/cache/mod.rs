@@ -2,9 +2,12 @@
 //! go (`policy`), which cache dir (or, later, which cache-group member) owns a block
 //! (`ring`), what the block cache holds and how full each dir is (`index`), what to read
 //! ahead for a sequential reader (`readahead`), and how long metadata may be served from
-//! memory (`meta`). Like the rest of the core it does no I/O: the shell reports what it
-//! read, wrote and found on disk, and passes time and seeds in.
+//! memory (`meta`) and what other clients' changes, reported by the replicated engine's
+//! change feed, invalidate there (`coherence`). Like the rest of the core it does no
+//! I/O: the shell reports what it read, wrote and found on disk, and passes time and
+//! seeds in.
 
+pub mod coherence;
 pub mod index;
 pub mod meta;
 pub mod policy;

@@ -4,6 +4,7 @@
 
 mod cache_opts;
 mod control;
+mod feed;
 mod format;
 mod meta_member;
 mod meta_server;
@@ -256,25 +257,37 @@ pub struct MountArgs {
     /// Run in the background; returns once the mount is ready.
     #[arg(short = 'd', long)]
     pub background: bool,
-    /// How long the kernel caches attributes.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub attr_cache: Duration,
-    /// How long the kernel caches file name lookups.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub entry_cache: Duration,
-    /// How long the kernel caches directory name lookups.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub dir_entry_cache: Duration,
+    /// How long the kernel caches attributes. Default: 1s; 30s on raft:// volumes with
+    /// the change feed on (--meta-feed-interval), which tells the kernel what other
+    /// clients change.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub attr_cache: Option<Duration>,
+    /// How long the kernel caches file name lookups. Default: 1s; 30s with the feed.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub entry_cache: Option<Duration>,
+    /// How long the kernel caches directory name lookups. Default: 1s; 30s with the
+    /// feed.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub dir_entry_cache: Option<Duration>,
     /// How long the kernel remembers that a name does not exist (0: not at all, so a
     /// file another client creates is seen at once). The client's own metadata cache
-    /// keeps negative answers just as long.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
-    pub negative_entry_cache: Duration,
+    /// keeps negative answers just as long. Default: 0s; 30s with the feed.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub negative_entry_cache: Option<Duration>,
     /// How long this client serves attributes, names and directory listings from its
     /// own memory (on top of the kernel's caches); its own changes are seen at once,
-    /// other clients' after at most this long. 0 turns it off.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
-    pub meta_cache: Duration,
+    /// other clients' after at most this long, or with the feed as soon as it reports
+    /// them. 0 turns it off. Default: 5s; 60s with the feed.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub meta_cache: Option<Duration>,
+    /// raft:// volumes: how often to ask the meta servers what other clients changed
+    /// (the change feed) and drop it from this client's caches and the kernel's, so
+    /// that another client's create, rename, delete or change shows here within about
+    /// this long plus a round trip, whatever the cache lifetimes. While the feed does
+    /// not answer, the caches are cleared and use the lifetimes without the feed. 0
+    /// turns it off.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub meta_feed_interval: Duration,
     /// Let `open` trust attributes cached this recently instead of asking the metadata
     /// engine (for read-only training data; gives up close-to-open consistency).
     #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]

@@ -6,6 +6,7 @@ use super::mountinfo::mounted_at;
 use super::umount::{pid_file, unmount};
 use super::{open_meta, CliResult, MountArgs};
 use crate::fs::{FerroFs, KernelCache};
+use crate::vfs::feed::FeedConfig;
 use crate::vfs::{system_clock, Vfs, VfsConfig};
 use ferrofs_core::cache::meta::MetaCacheTtl;
 use fuser::{Config, MountOption, SessionACL};
@@ -89,17 +90,19 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     }
     cleanup_dead_sessions(&meta, session_ttl);
 
+    // Other clients' changes reach this one through the change feed of a replicated
+    // engine; the embedded one has no other clients.
+    let url = ferrofs_meta::MetaUrl::parse(&a.meta_url).map_err(|e| e.to_string())?;
+    let feed = matches!(url, ferrofs_meta::MetaUrl::Raft { .. }) && !a.meta_feed_interval.is_zero();
+    let lifetimes = Lifetimes::of(a, feed);
+    let fallback = lifetimes.fallback();
     let config = VfsConfig {
         buffer_size: a.buffer_size,
         max_uploads: a.max_uploads.max(1),
         max_downloads: a.max_downloads.max(1),
         prefetch_blocks: a.prefetch,
-        meta_cache: MetaCacheTtl {
-            attr: a.meta_cache.as_nanos() as u64,
-            entry: a.meta_cache.as_nanos() as u64,
-            negative: a.negative_entry_cache.as_nanos() as u64,
-            dir: a.meta_cache.as_nanos() as u64,
-        },
+        // With the feed, the long lifetimes apply once it is in sync.
+        meta_cache: if feed { fallback.meta } else { lifetimes.meta },
         open_cache_ns: a.open_cache.as_nanos() as u64,
         writeback: a.writeback,
         background: true,
@@ -131,15 +134,11 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         cache,
     ));
     vfs.resume_staged(staged);
-    let fs = FerroFs::new(
-        vfs.clone(),
-        KernelCache {
-            attr: a.attr_cache,
-            entry: a.entry_cache,
-            dir_entry: a.dir_entry_cache,
-            negative: a.negative_entry_cache,
-        },
-    );
+    let in_sync = Arc::new(AtomicBool::new(false));
+    let mut fs = FerroFs::new(vfs.clone(), lifetimes.kernel);
+    if feed {
+        fs = fs.with_fallback(fallback.kernel, in_sync.clone());
+    }
     let is_root = unsafe { libc::geteuid() } == 0;
     let mut fuse_config = Config::default();
     fuse_config.mount_options = vec![
@@ -179,11 +178,26 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     super::control::serve(mountpoint, vfs.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let gc = spawn_gc(vfs.clone(), stop.clone(), session_ttl);
+    let feed_thread = if feed {
+        let config = FeedConfig {
+            interval: a.meta_feed_interval,
+            synced: lifetimes.meta,
+            fallback: fallback.meta,
+            fail_after: super::feed::FAIL_AFTER,
+        };
+        let notifier = fuse_session.notifier();
+        super::feed::spawn(&url, vfs.clone(), notifier, config, in_sync, stop.clone())
+    } else {
+        None
+    };
 
     let served = fuse_session.run();
 
     stop.store(true, Ordering::Relaxed);
     let _ = gc.join();
+    if let Some(t) = feed_thread {
+        let _ = t.join();
+    }
     // `destroy` flushed open files; flush again in case the kernel skipped it.
     let shutdown = vfs.shutdown();
     let left = vfs.drain_writeback(WRITEBACK_DRAIN);
@@ -206,6 +220,81 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     served.map_err(|e| format!("the FUSE session ended with an error: {e}"))?;
     shutdown.map_err(|e| format!("flushing at unmount failed: {e}"))
+}
+
+/// Cache lifetimes of a mount: the kernel's, and this client's metadata cache.
+#[derive(Clone, Copy, Debug)]
+struct Lifetimes {
+    kernel: KernelCache,
+    meta: MetaCacheTtl,
+}
+
+/// The defaults without the change feed: another client's change shows within
+/// about the metadata cache's lifetime plus the kernel's...
+const WITHOUT_FEED: (KernelCache, Duration) = (
+    KernelCache {
+        attr: Duration::from_secs(1),
+        entry: Duration::from_secs(1),
+        dir_entry: Duration::from_secs(1),
+        negative: Duration::ZERO,
+    },
+    Duration::from_secs(5),
+);
+
+/// ...and with it, within one poll of the feed, whatever the lifetimes.
+const WITH_FEED: (KernelCache, Duration) = (
+    KernelCache {
+        attr: Duration::from_secs(30),
+        entry: Duration::from_secs(30),
+        dir_entry: Duration::from_secs(30),
+        negative: Duration::from_secs(30),
+    },
+    Duration::from_secs(60),
+);
+
+impl Lifetimes {
+    fn new(kernel: KernelCache, meta: Duration) -> Lifetimes {
+        let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
+        Lifetimes {
+            kernel,
+            meta: MetaCacheTtl {
+                attr: ns(meta),
+                entry: ns(meta),
+                negative: ns(kernel.negative),
+                dir: ns(meta),
+            },
+        }
+    }
+
+    /// The lifetimes given on the command line, else the defaults with or without the
+    /// feed.
+    fn of(a: &MountArgs, feed: bool) -> Lifetimes {
+        let (k, meta) = if feed { WITH_FEED } else { WITHOUT_FEED };
+        Lifetimes::new(
+            KernelCache {
+                attr: a.attr_cache.unwrap_or(k.attr),
+                entry: a.entry_cache.unwrap_or(k.entry),
+                dir_entry: a.dir_entry_cache.unwrap_or(k.dir_entry),
+                negative: a.negative_entry_cache.unwrap_or(k.negative),
+            },
+            a.meta_cache.unwrap_or(meta),
+        )
+    }
+
+    /// While the feed is out of sync: the defaults without it (or shorter ones given).
+    fn fallback(&self) -> Lifetimes {
+        let (k, meta) = WITHOUT_FEED;
+        let meta_given = Duration::from_nanos(self.meta.attr);
+        Lifetimes::new(
+            KernelCache {
+                attr: self.kernel.attr.min(k.attr),
+                entry: self.kernel.entry.min(k.entry),
+                dir_entry: self.kernel.dir_entry.min(k.dir_entry),
+                negative: self.kernel.negative.min(k.negative),
+            },
+            meta_given.min(meta),
+        )
+    }
 }
 
 /// A mount sends a heartbeat this often...

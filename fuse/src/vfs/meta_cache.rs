@@ -21,8 +21,14 @@ impl Vfs {
             .saturating_add(t.nsec as u64)
     }
 
-    fn mc(&self) -> MutexGuard<'_, MetaCache> {
+    pub(super) fn mc(&self) -> MutexGuard<'_, MetaCache> {
         self.meta_cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long an open file's slice lists are used: the attribute TTL as it is now
+    /// (shorter while the change feed is out of sync).
+    pub(super) fn slice_ttl(&self) -> u64 {
+        self.mc().ttl().attr
     }
 
     /// Take one before asking the engine for anything the cache will keep.

@@ -8,6 +8,7 @@
 
 mod blocks;
 pub mod cache;
+pub mod feed;
 mod gc;
 mod handles;
 mod locks;

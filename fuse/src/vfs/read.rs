@@ -69,7 +69,7 @@ impl OpenFile {
     /// The slice list of chunk `idx`: cached while fresh, else read (and cached).
     fn slices(&self, vfs: &Vfs, idx: ChunkIndex) -> Result<Arc<Vec<SliceRef>>> {
         let now = vfs.now_ns();
-        let ttl = vfs.config.meta_cache.attr;
+        let ttl = vfs.slice_ttl();
         if let Some((s, at)) = self
             .chunks
             .lock()
@@ -87,7 +87,7 @@ impl OpenFile {
         let now = vfs.now_ns();
         let seen = self.changes();
         let s = Arc::new(vfs.meta.read_chunk(self.ino(), idx)?);
-        if vfs.config.meta_cache.attr > 0 {
+        if vfs.slice_ttl() > 0 {
             let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
             // A commit of this client since the read may have made it stale: then it
             // is used for this read (which `consistent` retries) but not kept.
