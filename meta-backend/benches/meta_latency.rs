@@ -158,6 +158,7 @@ fn concurrent(open: &(dyn Fn() -> Arc<dyn Kv> + Sync), n: usize, threads: usize)
             .ino
         })
         .collect();
+    let root = &root;
     let t0 = Instant::now();
     let inos: Vec<Vec<Ino>> = std::thread::scope(|s| {
         let hs: Vec<_> = metas
@@ -169,7 +170,7 @@ fn concurrent(open: &(dyn Fn() -> Arc<dyn Kv> + Sync), n: usize, threads: usize)
                         .map(|i| {
                             let name = format!("c-{i:06}");
                             m.mknod(
-                                &root,
+                                root,
                                 d,
                                 name.as_bytes(),
                                 FileType::RegularFile,

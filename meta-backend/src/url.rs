@@ -227,20 +227,8 @@ fn open_raft(addrs: &[String], client: RaftClient) -> Result<Arc<dyn Kv>, MetaEr
 /// clients may change what this one caches), whose calls give up after `patience`
 /// without an answer. `None` for the embedded engine, which one process opens alone.
 pub fn feed_client(url: &MetaUrl, patience: std::time::Duration) -> Option<RaftClient> {
-    match url {
-        MetaUrl::Sled(_) => None,
-        MetaUrl::Raft { addrs, secret } => {
-            let secret = secret
-                .clone()
-                .or_else(|| std::env::var(SECRET_ENV).ok())
-                .unwrap_or_default();
-            Some(
-                RaftClient::new(addrs.clone())
-                    .secret(secret.as_bytes())
-                    .patience(patience),
-            )
-        }
-    }
+    // A bad TLS CA file has failed the mount's open already.
+    url.raft_client()?.ok().map(|c| c.patience(patience))
 }
 
 #[cfg(test)]
