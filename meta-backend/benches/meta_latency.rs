@@ -7,6 +7,7 @@
 
 use ferrofs_core::format::Format;
 use ferrofs_core::kv::Kv;
+use ferrofs_core::meta::usage::DeferredUsage;
 use ferrofs_core::meta::Meta;
 use ferrofs_core::{Ctx, FileType, Ino, RenameFlags, Timespec};
 use ferrofs_meta::raft::{RaftClient, Server, ServerConfig};
@@ -47,8 +48,10 @@ fn time<T>(out: &mut Vec<f64>, f: impl FnOnce() -> T) -> T {
 
 /// create, getattr, lookup, rename of `n` files in one directory, then readdir of all.
 fn run(engine: Arc<dyn Kv>, n: usize) -> Vec<Stats> {
-    let format = Format::new("benchvol", "00000000-0000-0000-0000-0000000000b1");
-    Meta::format(&*engine, &format, false, now()).unwrap();
+    if Meta::load(engine.clone()).is_err() {
+        let format = Format::new("benchvol", "00000000-0000-0000-0000-0000000000b1");
+        Meta::format(&*engine, &format, false, now()).unwrap();
+    }
     let meta = Meta::load(engine).unwrap();
     let root = Ctx::root();
     let dir = meta
@@ -244,10 +247,20 @@ fn main() {
         secret: Some("bench".into()),
         tls_ca: None,
     };
-    let replicated = run(url.open(true).unwrap(), n);
+    // As a mount of a replicated volume does: usage counters written once a second.
+    let deferred = || -> Arc<dyn Kv> { DeferredUsage::new(url.open(false).unwrap()).unwrap() };
+    Meta::format(
+        &*url.open(true).unwrap(),
+        &Format::new("benchvol", "00000000-0000-0000-0000-0000000000b1"),
+        false,
+        now(),
+    )
+    .unwrap();
+    let replicated = run(deferred(), n);
 
     println!("metadata latency, {n} entries in one directory, one client thread, loopback");
     println!("embedded = sled in this process (not synced per op); cluster = 3 meta servers in");
+    println!("(clients of the cluster write usage counters once a second, as mounts do)");
     println!("this process over TCP, every commit synced on a majority before it is answered\n");
     println!(
         "{:<22} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10}",
@@ -278,7 +291,7 @@ fn main() {
     // threads of one process, as one mount's FUSE threads are).
     let threads = 8;
     let (sc, sg) = concurrent(&|| sled.clone(), n, threads);
-    let (rc, rg) = concurrent(&|| url.open(false).unwrap(), n, threads);
+    let (rc, rg) = concurrent(&deferred, n, threads);
     println!(
         "\n{threads} concurrent clients, {} creates then getattrs each:",
         n / threads

@@ -49,7 +49,20 @@ impl SledKv {
         if !exists && !create {
             return Err(MetaError::NotFound { path });
         }
-        let db = sled::Config::new().path(dir).open().map_err(|source| {
+        // A database just closed may stay locked a moment (sled's flusher thread lets
+        // go last; a process that just exited is still being torn down): wait a little
+        // before calling it busy.
+        let mut tries = 0;
+        let opened = loop {
+            match sled::Config::new().path(dir).open() {
+                Err(e) if is_lock_error(&e) && tries < 30 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => break r,
+            }
+        };
+        let db = opened.map_err(|source| {
             if is_lock_error(&source) {
                 MetaError::Busy { path: path.clone() }
             } else {

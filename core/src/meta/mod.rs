@@ -26,6 +26,7 @@ mod remove;
 mod rename;
 mod session;
 mod store;
+pub mod usage;
 mod xattr;
 
 #[cfg(test)]

@@ -437,9 +437,19 @@ impl StoreArgs {
 
 /// Opens the metadata engine of a formatted volume, with messages that say what to do.
 fn open_meta(url: &str) -> Result<ferrofs_core::meta::Meta, String> {
+    open_meta_with(url, |kv| kv)
+}
+
+/// [`open_meta`] through `wrap`, which may layer something over the engine.
+fn open_meta_with(
+    url: &str,
+    wrap: impl FnOnce(
+        std::sync::Arc<dyn ferrofs_core::kv::Kv>,
+    ) -> std::sync::Arc<dyn ferrofs_core::kv::Kv>,
+) -> Result<ferrofs_core::meta::Meta, String> {
     let parsed = ferrofs_meta::MetaUrl::parse(url).map_err(|e| e.to_string())?;
     let kv = ferrofs_meta::open(&parsed, false).map_err(|e| e.to_string())?;
-    ferrofs_core::meta::Meta::load(kv).map_err(|e| match e {
+    ferrofs_core::meta::Meta::load(wrap(kv)).map_err(|e| match e {
         ferrofs_core::Errno::ENOENT => format!(
             "no volume at {url}: it is not formatted; create one with `ferrofs format {url} NAME --bucket DIR`"
         ),

@@ -9,6 +9,7 @@ use crate::fs::{FerroFs, KernelCache};
 use crate::vfs::feed::FeedConfig;
 use crate::vfs::{system_clock, Vfs, VfsConfig};
 use ferrofs_core::cache::meta::MetaCacheTtl;
+use ferrofs_core::meta::usage::DeferredUsage;
 use fuser::{Config, MountOption, SessionACL};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +59,28 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     // Signals are handled by one thread that unmounts; block them before any thread
     // starts (sled starts one when it opens), so that every thread inherits the mask.
     block_signals();
-    let meta = Arc::new(open_meta(&a.meta_url)?);
+    // Clients of a replicated engine add up their usage-counter changes and write them
+    // once a second (core::meta::usage), so that they do not conflict on them.
+    let shared_engine = matches!(
+        ferrofs_meta::MetaUrl::parse(&a.meta_url),
+        Ok(ferrofs_meta::MetaUrl::Raft { .. })
+    );
+    let mut usage: Option<Arc<DeferredUsage>> = None;
+    let meta = Arc::new(super::open_meta_with(&a.meta_url, |kv| {
+        if !shared_engine {
+            return kv;
+        }
+        match DeferredUsage::new(kv.clone()) {
+            Ok(d) => {
+                usage = Some(d.clone());
+                d
+            }
+            Err(e) => {
+                tracing::warn!("usage counters are updated in every transaction: {e}");
+                kv
+            }
+        }
+    })?);
     let format = meta.format_info().clone();
     let options = ferrofs_s3_backend::StoreOptions {
         access_key: format.access_key.clone(),
@@ -177,7 +199,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     }
     super::control::serve(mountpoint, vfs.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let gc = spawn_gc(vfs.clone(), stop.clone(), session_ttl);
+    let gc = spawn_gc(vfs.clone(), stop.clone(), session_ttl, usage.clone());
     let feed_thread = if feed {
         let config = FeedConfig {
             interval: a.meta_feed_interval,
@@ -208,6 +230,11 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         );
     }
     let _ = vfs.collect_garbage(10_000);
+    if let Some(u) = &usage {
+        if let Err(e) = u.flush() {
+            tracing::warn!("cannot write the usage counters: {e} (fsck recounts them)");
+        }
+    }
     let _ = meta.close_session(session);
     let _ = meta.sync();
     let _ = std::fs::remove_file(pid_file(mountpoint));
@@ -301,6 +328,8 @@ impl Lifetimes {
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// ...and other clients count it dead after this long without one.
 const SESSION_TTL: Duration = Duration::from_secs(60);
+/// How often a client of a replicated engine writes its usage-counter changes.
+const USAGE_FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Overrides SESSION_TTL (whole seconds; tests use a short one to see a killed
 /// client's locks go). Heartbeats then come at least three times per TTL.
 const SESSION_TTL_ENV: &str = "FERROFS_SESSION_TTL";
@@ -338,10 +367,16 @@ fn cleanup_dead_sessions(meta: &ferrofs_core::meta::Meta, ttl_secs: u64) {
 
 /// Background upkeep: gc of deleted data, the session heartbeat and (on shared
 /// engines) cleanup after dead clients.
-fn spawn_gc(vfs: Arc<Vfs>, stop: Arc<AtomicBool>, session_ttl: u64) -> std::thread::JoinHandle<()> {
+fn spawn_gc(
+    vfs: Arc<Vfs>,
+    stop: Arc<AtomicBool>,
+    session_ttl: u64,
+    usage: Option<Arc<DeferredUsage>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("ferrofs-gc".into())
         .spawn(move || {
+            let mut last_flush = std::time::Instant::now();
             let mut last_beat = std::time::Instant::now();
             let mut last_sweep = std::time::Instant::now();
             let sweep_every = Duration::from_secs(session_ttl);
@@ -350,6 +385,15 @@ fn spawn_gc(vfs: Arc<Vfs>, stop: Arc<AtomicBool>, session_ttl: u64) -> std::thre
                 _ => HEARTBEAT_EVERY.min(sweep_every / 3),
             };
             while !stop.load(Ordering::Relaxed) {
+                if let Some(u) = usage
+                    .as_ref()
+                    .filter(|_| last_flush.elapsed() >= USAGE_FLUSH_EVERY)
+                {
+                    last_flush = std::time::Instant::now();
+                    if let Err(e) = u.flush() {
+                        tracing::warn!("cannot write the usage counters yet: {e}");
+                    }
+                }
                 if last_beat.elapsed() >= beat_every {
                     last_beat = std::time::Instant::now();
                     if let Err(e) = vfs.meta().heartbeat(wall_clock()) {
