@@ -161,7 +161,7 @@ impl<V: ReadView + ?Sized> Txn for BufferedTxn<'_, V> {
             if want == 0 {
                 break;
             }
-            let page_limit = want + self.deletes_in(&from, end);
+            let page_limit = want.saturating_add(self.deletes_in(&from, end));
             let mut page = self.view.scan(&from, end, page_limit)?;
             if !inclusive && page.first().map(|(k, _)| k == &from).unwrap_or(false) {
                 page.remove(0);

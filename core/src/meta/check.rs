@@ -208,8 +208,10 @@ impl Checker {
             }
             // A staged (writeback) slice not uploaded yet: no invariant beyond its form.
             Some(b'W') if k.len() == 9 && v.is_empty() => {}
-            // The replicated engine's request records (`replica::apply`).
-            Some(b'R') if matches!((k.len(), v.len()), (1, 8) | (9, 8) | (17, 1)) => {}
+            // The replicated engine's own (`replica::apply`, `replica::members`): applied index, client floors (8 bytes before
+            // they carried the index of the latest command), request outcomes, membership.
+            Some(b'R') if matches!((k.len(), v.len()), (1, 8) | (9, 8) | (9, 16) | (17, 1)) => {}
+            Some(b'R') if k == crate::replica::MEMBERS_KEY.as_slice() => {}
             _ => self.bad("key", format!("unknown key {}", show(k))),
         }
     }

@@ -6,13 +6,22 @@
 //!
 //! ```text
 //! R                    → u64: the last log index applied (Raft replicas)
-//! R client(8)          → floor u64: requests of this client below it are answered
+//! R client(8)          → floor u64 | last u64: requests of this client below the floor
+//!                        are answered; `last` is the log index of its latest command
 //! R client(8) seq(8)   → outcome u8 of that request
 //! Rmembers             → the cluster's membership (see `members`)
 //! ```
 //!
 //! A replica applies a log entry and notes its index in one transaction, so after a
 //! crash it resumes exactly after the last entry its engine holds.
+//!
+//! Clients come and go (a mount's client id is random per process), so the records of a
+//! client that sent nothing for [`EXPIRE_AFTER`] entries are dropped, on every replica
+//! alike, at every [`SWEEP_EVERY`]th entry. A client that comes back after that with a
+//! request that says earlier ones were answered (`done_below > 1`) is refused as
+//! [`Outcome::Stale`] (its client fails the call, EIO), since the replicas can no longer
+//! tell whether that request was applied. A request with `done_below <= 1` from an
+//! unknown client is a new client's.
 
 use super::command::{digest_pairs, digest_value, Command, Outcome, ReadCheck, RequestId};
 use crate::errno::{Errno, Result};
@@ -23,6 +32,10 @@ pub const REQUEST_PREFIX: u8 = b'R';
 
 /// Records older than the floor are deleted this many at a time per command.
 const CLEANUP_PAGE: usize = 1024;
+/// A client whose latest command is this many entries old is forgotten.
+pub const EXPIRE_AFTER: u64 = 1 << 20;
+/// Forgotten clients are looked for at every entry whose index is a multiple of this.
+pub const SWEEP_EVERY: u64 = 1 << 12;
 
 /// Key of a request's outcome record.
 pub fn request_key(id: RequestId) -> Vec<u8> {
@@ -76,7 +89,7 @@ pub fn reads_hold(t: &mut dyn Txn, reads: &[ReadCheck]) -> Result<bool> {
 /// The outcome is recorded (except for stale requests), and the client's records below
 /// `done_below` are dropped.
 pub fn apply(engine: &dyn Kv, cmd: &Command) -> Result<Outcome> {
-    kv::txn(engine, |t| apply_in(t, cmd)).map(|a| a.outcome)
+    kv::txn(engine, |t| apply_in(t, cmd, 0)).map(|a| a.outcome)
 }
 
 /// What applying a command answered, and whether it was a recorded answer.
@@ -91,10 +104,51 @@ pub struct Answer {
 /// [`apply`] of the log entry at `index`, noting it as applied in the same transaction.
 pub fn apply_entry(engine: &dyn Kv, cmd: &Command, index: u64) -> Result<Answer> {
     kv::txn(engine, |t| {
-        let a = apply_in(t, cmd)?;
+        let a = apply_in(t, cmd, index)?;
         t.set(&[REQUEST_PREFIX], &index.to_be_bytes());
+        if index.is_multiple_of(SWEEP_EVERY) {
+            expire_clients(t, index.saturating_sub(EXPIRE_AFTER))?;
+        }
         Ok(a)
     })
+}
+
+/// Drops every record of the clients whose latest command came before log index
+/// `before`; returns how many clients were forgotten.
+pub fn expire_clients(t: &mut dyn Txn, before: u64) -> Result<u64> {
+    if before == 0 {
+        return Ok(0);
+    }
+    let mut gone = 0;
+    let (start, end) = (vec![REQUEST_PREFIX, 0], vec![REQUEST_PREFIX + 1]);
+    let floors: Vec<(u64, u64)> = t
+        .scan(&start, &end, usize::MAX)?
+        .into_iter()
+        .filter(|(k, _)| k.len() == 9)
+        .filter_map(|(k, v)| {
+            let client = u64::from_be_bytes(k[1..9].try_into().ok()?);
+            Some((client, decode_floor(&v).ok()?.1))
+        })
+        .collect();
+    for (client, last) in floors {
+        if last < before {
+            drop_records(t, client, 0, u64::MAX)?;
+            t.delete(&floor_key(client));
+            gone += 1;
+        }
+    }
+    Ok(gone)
+}
+
+/// A floor record: (floor, index of the latest command). An 8-byte record (written
+/// before the index was kept) has index 0.
+fn decode_floor(v: &[u8]) -> Result<(u64, u64)> {
+    let word = |b: &[u8]| b.try_into().map(u64::from_be_bytes).map_err(|_| Errno::EIO);
+    match v.len() {
+        8 => Ok((word(v)?, 0)),
+        16 => Ok((word(&v[..8])?, word(&v[8..])?)),
+        _ => Err(Errno::EIO),
+    }
 }
 
 /// Notes a log entry that changes no metadata (a new leader's empty entry, a
@@ -116,7 +170,7 @@ pub fn applied_index_in(t: &mut dyn Txn) -> Result<u64> {
     read_u64(t, &[REQUEST_PREFIX])
 }
 
-fn apply_in(t: &mut dyn Txn, cmd: &Command) -> Result<Answer> {
+fn apply_in(t: &mut dyn Txn, cmd: &Command, index: u64) -> Result<Answer> {
     {
         let rec = request_key(cmd.id);
         if let Some(v) = t.get(&rec)? {
@@ -130,8 +184,11 @@ fn apply_in(t: &mut dyn Txn, cmd: &Command) -> Result<Answer> {
             });
         }
         let floor_k = floor_key(cmd.id.client);
-        let floor = read_u64(t, &floor_k)?;
-        if cmd.id.seq < floor {
+        let known = t.get(&floor_k)?.map(|v| decode_floor(&v)).transpose()?;
+        let floor = known.map_or(0, |(f, _)| f);
+        // Below the floor; or a client that says earlier requests were answered, whose
+        // records are gone (forgotten after a long silence).
+        if cmd.id.seq < floor || (known.is_none() && cmd.done_below > 1) {
             return Ok(Answer {
                 outcome: Outcome::Stale,
                 repeated: true,
@@ -155,10 +212,13 @@ fn apply_in(t: &mut dyn Txn, cmd: &Command) -> Result<Answer> {
             Outcome::Conflict
         };
         t.set(&rec, &[outcome.code()]);
-        if cmd.done_below > floor {
-            drop_records(t, cmd.id.client, floor, cmd.done_below)?;
-            t.set(&floor_k, &cmd.done_below.to_be_bytes());
+        let new_floor = floor.max(cmd.done_below);
+        if new_floor > floor {
+            drop_records(t, cmd.id.client, floor, new_floor)?;
         }
+        let mut v = new_floor.to_be_bytes().to_vec();
+        v.extend_from_slice(&index.to_be_bytes());
+        t.set(&floor_k, &v);
         Ok(Answer {
             outcome,
             repeated: false,
@@ -275,6 +335,45 @@ mod tests {
             Ok(Outcome::Stale)
         );
         assert_eq!(get(&kv, b"a"), Some(b"4".to_vec()));
+    }
+
+    #[test]
+    fn silent_clients_are_forgotten_and_refused_if_they_come_back_mid_stream() {
+        let kv = MemKv::new();
+        let at = |c: &Command, index| apply_entry(&kv, c, index).unwrap().outcome;
+        let client = |id, seq, done_below| Command {
+            id: RequestId { client: id, seq },
+            done_below,
+            reads: vec![],
+            writes: set(format!("k{id}").as_bytes(), b"v"),
+        };
+        assert_eq!(at(&client(5, 1, 1), 10), Outcome::Applied);
+        assert_eq!(at(&client(5, 2, 2), 11), Outcome::Applied);
+        assert_eq!(at(&client(6, 1, 1), 10 + EXPIRE_AFTER), Outcome::Applied);
+        // The sweep at the next multiple of SWEEP_EVERY forgets client 5 (silent since
+        // 11), not 6.
+        let sweep = (10 + EXPIRE_AFTER).next_multiple_of(SWEEP_EVERY);
+        assert_eq!(at(&client(6, 2, 2), sweep), Outcome::Applied);
+        let left: Vec<Vec<u8>> = kv
+            .dump()
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.len() > 1 && k[0] == REQUEST_PREFIX)
+            .collect();
+        assert!(
+            left.iter().all(|k| k[1..9] == 6u64.to_be_bytes()),
+            "{left:?}"
+        );
+        // Client 5 comes back with a request after answered ones: its records are gone,
+        // so it cannot be told whether that request was applied: refused.
+        assert_eq!(at(&client(5, 3, 3), sweep + 1), Outcome::Stale);
+        // A new client (nothing answered yet) is welcome.
+        assert_eq!(at(&client(7, 1, 1), sweep + 2), Outcome::Applied);
+        assert_eq!(
+            at(&client(7, 1, 1), sweep + 3),
+            Outcome::Applied,
+            "a resend"
+        );
     }
 
     #[test]
