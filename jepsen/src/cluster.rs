@@ -1,15 +1,21 @@
 //! The replicas: three `ferrofs meta-server` processes on loopback, started, killed,
-//! paused and restarted by the nemesis.
+//! paused, restarted and partitioned by the nemesis. Every connection between them,
+//! and from the clients to them, goes through a proxy of its link (see `proxy`).
 
+use crate::proxy::{Net, Proxy, CLIENTS};
 use crate::SECRET;
 use ferrofs_meta::raft::RaftClient;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
 
 pub struct Replica {
     pub id: u64,
+    /// Where it listens (its own entry in its `--peers`).
     pub addr: String,
+    /// Its `--peers`: itself at `addr`, the others at the proxies of its links to them.
+    pub peers: String,
     pub dir: PathBuf,
     pub child: Option<Child>,
     pub paused: bool,
@@ -17,14 +23,21 @@ pub struct Replica {
 
 pub struct Cluster {
     pub bin: PathBuf,
-    pub peers: String,
     pub replicas: Vec<Replica>,
     pub work: PathBuf,
+    /// The links between the replicas, and from the clients to each (node `i + 1` is
+    /// replica `i`'s; node 0 the clients').
+    pub net: Arc<Net>,
+    /// The proxies of the clients' links, by replica: what clients are given.
+    clients: Vec<String>,
+    /// The proxies stay up as long as the cluster.
+    _proxies: Vec<Proxy>,
 }
 
 impl Cluster {
     pub fn start(bin: PathBuf, work: PathBuf) -> Result<Cluster, String> {
-        let addrs: Vec<String> = (0..3)
+        let n = 3;
+        let addrs: Vec<String> = (0..n)
             .map(|_| {
                 TcpListener::bind("127.0.0.1:0")
                     .and_then(|l| l.local_addr())
@@ -32,30 +45,48 @@ impl Cluster {
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<_, _>>()?;
-        let peers = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let replicas = addrs
-            .into_iter()
-            .enumerate()
-            .map(|(i, addr)| Replica {
+        let net = Net::new(n + 1);
+        let mut proxies = Vec::new();
+        let mut proxy = |from: usize, to: usize, sniff: bool| -> Result<String, String> {
+            let p = Proxy::start(net.clone(), from, to, &addrs[to - 1], sniff)
+                .map_err(|e| format!("cannot start the proxy of link {from} -> {to}: {e}"))?;
+            let addr = p.addr.clone();
+            proxies.push(p);
+            Ok(addr)
+        };
+        let mut replicas = Vec::new();
+        for i in 0..n {
+            // The server listens on its own entry (no --listen needed).
+            let mut peers = Vec::new();
+            for j in 0..n {
+                let a = if j == i {
+                    addrs[i].clone()
+                } else {
+                    proxy(i + 1, j + 1, true)?
+                };
+                peers.push(format!("{}={a}", j + 1));
+            }
+            replicas.push(Replica {
                 id: i as u64 + 1,
-                addr,
+                addr: addrs[i].clone(),
+                peers: peers.join(","),
                 dir: work.join(format!("r{}", i + 1)),
                 child: None,
                 paused: false,
-            })
-            .collect();
+            });
+        }
+        let clients = (1..=n)
+            .map(|j| proxy(CLIENTS, j, false))
+            .collect::<Result<_, _>>()?;
         let mut c = Cluster {
             bin,
-            peers,
             replicas,
             work,
+            net,
+            clients,
+            _proxies: proxies,
         };
-        for i in 0..3 {
+        for i in 0..n {
             c.spawn(i)?;
         }
         Ok(c)
@@ -75,7 +106,7 @@ impl Cluster {
                 "--id",
                 &r.id.to_string(),
                 "--peers",
-                &self.peers,
+                &r.peers,
             ])
             .args([
                 "--data-dir",
@@ -143,11 +174,14 @@ impl Cluster {
         None
     }
 
+    /// The clients' addresses of the replicas: the proxies of their links.
     pub fn addrs(&self) -> Vec<String> {
-        self.replicas.iter().map(|r| r.addr.clone()).collect()
+        self.clients.clone()
     }
 
+    /// Every replica running, none paused, every link open.
     pub fn heal(&mut self) -> Result<(), String> {
+        self.net.heal();
         for i in 0..self.replicas.len() {
             if self.replicas[i].paused {
                 self.signal(i, libc::SIGCONT);

@@ -24,6 +24,7 @@
 mod clients;
 mod cluster;
 mod nemesis;
+mod proxy;
 
 use clap::Parser;
 use clients::{key, value_of, Shared};
