@@ -55,12 +55,12 @@ impl Cluster {
             Ok(addr)
         };
         let mut replicas = Vec::new();
-        for i in 0..n {
+        for (i, own) in addrs.iter().enumerate() {
             // The server listens on its own entry (no --listen needed).
             let mut peers = Vec::new();
             for j in 0..n {
                 let a = if j == i {
-                    addrs[i].clone()
+                    own.clone()
                 } else {
                     proxy(i + 1, j + 1, true)?
                 };
@@ -68,7 +68,7 @@ impl Cluster {
             }
             replicas.push(Replica {
                 id: i as u64 + 1,
-                addr: addrs[i].clone(),
+                addr: own.clone(),
                 peers: peers.join(","),
                 dir: work.join(format!("r{}", i + 1)),
                 child: None,

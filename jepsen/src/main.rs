@@ -45,7 +45,7 @@ const SECRET: &str = "jepsen-secret";
 #[derive(Parser, Debug)]
 #[command(
     name = "jepsen",
-    about = "Kill, pause and restart ferrofs meta servers under concurrent clients; check the histories."
+    about = "Kill, pause, restart and partition ferrofs meta servers under concurrent clients; check the histories."
 )]
 struct Args {
     /// How long the clients and the nemesis run (e.g. 60s, 10m).
@@ -63,6 +63,9 @@ struct Args {
     /// Seed of the nemesis's choices.
     #[arg(long)]
     seed: Option<u64>,
+    /// The faults the nemesis chooses from (e.g. `--faults kill,pause` for no partitions).
+    #[arg(long, value_delimiter = ',', default_value = "kill,pause,partition")]
+    faults: Vec<nemesis::Fault>,
     /// Keep the replicas' data and logs (printed at the end).
     #[arg(long)]
     keep: bool,
@@ -155,7 +158,7 @@ fn run(args: Args) -> Result<bool, String> {
             }
         })
         .collect();
-    let faults = nemesis::run(&mut cluster, duration, seed)?;
+    let faults = nemesis::run(&mut cluster, &args.faults, duration, seed)?;
     cluster.heal()?;
     shared.stop.store(true, Ordering::SeqCst);
     for w in workers {
@@ -191,12 +194,10 @@ fn run(args: Args) -> Result<bool, String> {
         }
     }
     println!(
-        "ops: {} answered, {} without an answer (outcome unknown), {} reads that failed; faults: {} kills, {} pauses",
+        "ops: {} answered, {} without an answer (outcome unknown), {} reads that failed; faults: {faults}",
         shared.ok.load(Ordering::Relaxed),
         shared.unknown.load(Ordering::Relaxed),
         shared.failed.load(Ordering::Relaxed),
-        faults.kills,
-        faults.pauses
     );
     if args.keep {
         let kept = work.keep();

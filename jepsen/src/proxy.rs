@@ -184,8 +184,9 @@ fn connection(down: TcpStream, r: &Route) {
 enum Sniff {
     /// Not known yet; the first `n` bytes may go on meanwhile (the handshake).
     Need(usize),
-    Peer,
-    Client,
+    /// Known: whether it is a client's, and how many bytes the handshake took (they
+    /// go through under the link it connected on; a client's requests do not).
+    Known { client: bool, handshake: usize },
 }
 
 /// Reads the handshake's answer (a `HELLO` frame) and the header of the next frame:
@@ -196,16 +197,18 @@ fn sniff(p: &[u8]) -> Sniff {
     }
     let len = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) as usize;
     if p[4] != KIND_HELLO || len == 0 || len > 4096 {
-        return Sniff::Peer;
+        return Sniff::Known {
+            client: false,
+            handshake: 0,
+        };
     }
     let end = 4 + len;
     if p.len() < end + 5 {
         return Sniff::Need(p.len().min(end));
     }
-    if p[end + 4] == KIND_REQUEST {
-        Sniff::Client
-    } else {
-        Sniff::Peer
+    Sniff::Known {
+        client: p[end + 4] == KIND_REQUEST,
+        handshake: end,
     }
 }
 
@@ -232,9 +235,18 @@ fn pump(
     let mut queue: Vec<u8> = Vec::new();
     // While sniffing: everything read so far, and how much of it is queued.
     let mut prefix: Option<(Vec<u8>, usize)> = sniff_clients.then(|| (Vec::new(), 0));
+    // A client's bytes after the handshake: forwarded once the handshake is, under
+    // the clients' link.
+    let mut after: Option<Vec<u8>> = None;
     let dropped = loop {
         if dead.load(Ordering::SeqCst) {
             break false;
+        }
+        if queue.is_empty() {
+            if let Some(rest) = after.take() {
+                class.store(CLIENTS, Ordering::SeqCst);
+                queue = rest;
+            }
         }
         match net.link(class.load(Ordering::SeqCst), to) {
             Link::Open => {}
@@ -269,11 +281,14 @@ fn pump(
                 queue.extend_from_slice(&seen[*queued..upto]);
                 *queued = upto;
             }
-            who => {
-                if who == Sniff::Client {
-                    class.store(CLIENTS, Ordering::SeqCst);
+            Sniff::Known { client, handshake } => {
+                let split = handshake.max(*queued);
+                queue.extend_from_slice(&seen[*queued..split]);
+                if client {
+                    after = Some(seen[split..].to_vec());
+                } else {
+                    queue.extend_from_slice(&seen[split..]);
                 }
-                queue.extend_from_slice(&seen[*queued..]);
                 prefix = None;
             }
         }

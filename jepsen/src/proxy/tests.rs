@@ -21,6 +21,29 @@ fn echo_server() -> (String, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
+/// A server that keeps what its connections sent, each once it ended.
+fn sink_server() -> (String, Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let g = g.clone();
+            thread::spawn(move || {
+                let mut v = Vec::new();
+                let mut b = [0u8; 1024];
+                while let Ok(n @ 1..) = s.read(&mut b) {
+                    v.extend_from_slice(&b[..n]);
+                }
+                g.lock().unwrap().push(v);
+            });
+        }
+    });
+    (addr, got)
+}
+
 fn dial(p: &Proxy) -> TcpStream {
     let s = TcpStream::connect(&p.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(300)))
@@ -143,10 +166,15 @@ fn the_first_frame_after_the_handshake_tells_a_client_from_a_peer() {
     assert_eq!(sniff(&hello[..20]), Sniff::Need(20));
     assert_eq!(sniff(&hello), Sniff::Need(hello.len()));
     let with = |f: &[u8], n: usize| [&hello[..], &f[..n]].concat();
+    let known = |client, handshake| Sniff::Known { client, handshake };
     assert_eq!(sniff(&with(&request, 4)), Sniff::Need(hello.len()));
-    assert_eq!(sniff(&with(&request, 5)), Sniff::Client);
-    assert_eq!(sniff(&with(&raft, 5)), Sniff::Peer);
-    assert_eq!(sniff(&raft), Sniff::Peer, "no handshake: left to the link");
+    assert_eq!(sniff(&with(&request, 5)), known(true, hello.len()));
+    assert_eq!(sniff(&with(&raft, 5)), known(false, hello.len()));
+    assert_eq!(
+        sniff(&raft),
+        known(false, 0),
+        "no handshake: left to the link"
+    );
 }
 
 #[test]
@@ -167,6 +195,25 @@ fn a_client_through_a_replica_link_follows_the_clients_link() {
     net.heal();
     net.set(1, 2, Link::Drop);
     assert!(ended(&mut peer));
+}
+
+#[test]
+fn a_cut_client_link_lets_the_handshake_through_but_no_request() {
+    let (up, got) = sink_server();
+    let net = Net::new(3);
+    let p = Proxy::start(net.clone(), 1, 2, &up, true).unwrap();
+    net.set(CLIENTS, 2, Link::Drop);
+    let hello = frame(KIND_HELLO, &[7; 32]);
+    let mut client = dial(&p);
+    client
+        .write_all(&[&hello[..], &frame(KIND_REQUEST, b"get")[..]].concat())
+        .unwrap();
+    assert!(ended(&mut client));
+    let t0 = Instant::now();
+    while got.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(2) {
+        thread::sleep(POLL);
+    }
+    assert_eq!(*got.lock().unwrap(), vec![hello]);
 }
 
 #[test]
