@@ -5,21 +5,35 @@
 //! compare-and-set them (one optimistic command: "if it is v, make it v + 1"). Half of
 //! the clients go through `OptimisticKv`, the engine mounts use: an increment is a
 //! transaction (its read from the leader's applied state, confirmed by the commit,
-//! retried on conflict) and a read is a read-only transaction; a
-//! nemesis kills replicas with SIGKILL and restarts them, and pauses the leader with
-//! SIGSTOP/SIGCONT. Every operation is recorded (call, return, result). At the end
-//! everything is healed, each counter is read once more, and each counter's history
-//! is checked for linearizability (`sim::checkers::linearizable`). A lost
-//! acknowledged write, a duplicated one or a stale read each make the history
-//! non-linearizable.
+//! retried on conflict) and a read is a read-only transaction. A nemesis, one fault
+//! at a time, kills replicas with SIGKILL and restarts them, pauses the leader with
+//! SIGSTOP/SIGCONT, and partitions the network. Every operation is recorded (call,
+//! return, result). At the end everything is healed, each counter is read once more,
+//! and each counter's history is checked for linearizability
+//! (`sim::checkers::linearizable`). A lost acknowledged write, a duplicated one or a
+//! stale read each make the history non-linearizable.
+//!
+//! The network (`proxy`): every connection goes through a TCP proxy of its directed
+//! link, which the nemesis can drop (connections reset, new ones refused) or
+//! blackhole (nothing forwarded, new ones never connected on) and heal. Replica `i`'s
+//! `--peers` names itself at its real address (where it listens) and each other
+//! replica `j` at the proxy of link `i -> j`. The clients are one more node: they
+//! know the replicas by the proxies of links `clients -> j`, so a partition puts them
+//! on one side. A follower's NotLeader answer names the proxy of *its* link to the
+//! leader; a client that follows it is told apart there by its first request and from
+//! then on gets the clients' link to the leader, so a hint never gets a client past
+//! a partition. Partitions: the leader alone, a random minority against the majority,
+//! and a bridge (two halves that each see one middle replica).
 //!
 //! ```text
 //! cargo build -p ferrofs && cargo run -p ferrofs-jepsen -- --time 60s
 //! cargo run -p ferrofs-jepsen -- --time 10m --clients 8     # the long run
+//! cargo run -p ferrofs-jepsen -- --faults kill,pause        # no partitions
+//! cargo run -p ferrofs-jepsen -- --seed 1234                # the same faults again
 //! ```
 //!
 //! The `ferrofs` binary is taken from `--bin`, `FERROFS_BIN`, or beside this one.
-//! Not yet: network partitions (a TCP proxy per link, or namespaces with veth).
+//! Modules: `cluster` (the processes and their network), `proxy`, `nemesis`, `clients`.
 
 mod clients;
 mod cluster;
