@@ -125,7 +125,9 @@ impl Nemesis<'_> {
     /// with), waits, heals. Shapes: the leader alone (a random replica when none
     /// answers as leader); a random minority against the majority; a bridge, two
     /// halves that each see only a middle replica. The clients sit in one group (the
-    /// biggest two times in three). The cut links are dropped or blackholed.
+    /// biggest half the time, else any: cut off from a majority, their calls wait and,
+    /// past their patience, fail with unknown outcomes). The cut links are dropped or
+    /// blackholed.
     fn partition(&mut self) {
         let n = self.cluster.replicas.len();
         let order = self.shuffled(n);
@@ -149,7 +151,7 @@ impl Nemesis<'_> {
         let biggest = (0..groups.len())
             .max_by_key(|&g| groups[g].len())
             .unwrap_or(0);
-        let with = if self.rng.below(3) < 2 {
+        let with = if self.rng.below(2) == 0 {
             biggest
         } else {
             self.rng.below(groups.len() as u64) as usize
