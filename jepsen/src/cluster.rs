@@ -2,23 +2,39 @@
 //! paused, restarted and partitioned by the nemesis. Every connection between them,
 //! and from the clients to them, goes through a proxy of its link (see `proxy`).
 
-use crate::proxy::{Net, Proxy, CLIENTS};
+use crate::proxy::{Net, Proxy, Upstream, CLIENTS};
 use crate::SECRET;
 use ferrofs_meta::raft::RaftClient;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 pub struct Replica {
     pub id: u64,
     /// Where it listens (its own entry in its `--peers`).
     pub addr: String,
-    /// Its `--peers`: itself at `addr`, the others at the proxies of its links to them.
-    pub peers: String,
+    /// The same, for the proxies of the links to it.
+    upstream: Arc<Upstream>,
+    /// The proxies of its links to the others, by replica (`None`: itself).
+    links: Vec<Option<String>>,
     pub dir: PathBuf,
     pub child: Option<Child>,
     pub paused: bool,
+}
+
+impl Replica {
+    /// Its `--peers`: itself at `addr`, the others at the proxies of its links to
+    /// them. It listens on its own entry (so no `--listen`).
+    fn peers(&self) -> String {
+        let entry = |(j, l): (usize, &Option<String>)| {
+            format!("{}={}", j + 1, l.as_deref().unwrap_or(&self.addr))
+        };
+        let v: Vec<String> = self.links.iter().enumerate().map(entry).collect();
+        v.join(",")
+    }
 }
 
 pub struct Cluster {
@@ -34,42 +50,51 @@ pub struct Cluster {
     _proxies: Vec<Proxy>,
 }
 
+/// A loopback port free right now, held until the listener is dropped.
+fn reserve() -> Result<(TcpListener, String), String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let a = l.local_addr().map_err(|e| e.to_string())?.to_string();
+    Ok((l, a))
+}
+
+/// How a replica process started.
+enum Started {
+    Listening,
+    PortTaken,
+}
+
 impl Cluster {
     pub fn start(bin: PathBuf, work: PathBuf) -> Result<Cluster, String> {
         let n = 3;
-        let addrs: Vec<String> = (0..n)
-            .map(|_| {
-                TcpListener::bind("127.0.0.1:0")
-                    .and_then(|l| l.local_addr())
-                    .map(|a| a.to_string())
-                    .map_err(|e| e.to_string())
-            })
+        // The replicas' ports stay held while the proxies take theirs.
+        let (held, addrs): (Vec<TcpListener>, Vec<String>) = (0..n)
+            .map(|_| reserve())
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .unzip();
+        let upstreams: Vec<Arc<Upstream>> = addrs
+            .iter()
+            .map(|a| Upstream::new(a).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
         let net = Net::new(n + 1);
         let mut proxies = Vec::new();
         let mut proxy = |from: usize, to: usize, sniff: bool| -> Result<String, String> {
-            let p = Proxy::start(net.clone(), from, to, &addrs[to - 1], sniff)
+            let p = Proxy::start(net.clone(), from, to, upstreams[to - 1].clone(), sniff)
                 .map_err(|e| format!("cannot start the proxy of link {from} -> {to}: {e}"))?;
             let addr = p.addr.clone();
             proxies.push(p);
             Ok(addr)
         };
         let mut replicas = Vec::new();
-        for (i, own) in addrs.iter().enumerate() {
-            // The server listens on its own entry (no --listen needed).
-            let mut peers = Vec::new();
-            for j in 0..n {
-                let a = if j == i {
-                    own.clone()
-                } else {
-                    proxy(i + 1, j + 1, true)?
-                };
-                peers.push(format!("{}={a}", j + 1));
-            }
+        for (i, addr) in addrs.iter().enumerate() {
+            let links = (0..n)
+                .map(|j| (j != i).then(|| proxy(i + 1, j + 1, true)).transpose())
+                .collect::<Result<_, _>>()?;
             replicas.push(Replica {
                 id: i as u64 + 1,
-                addr: own.clone(),
-                peers: peers.join(","),
+                addr: addr.clone(),
+                upstream: upstreams[i].clone(),
+                links,
                 dir: work.join(format!("r{}", i + 1)),
                 child: None,
                 paused: false,
@@ -86,19 +111,86 @@ impl Cluster {
             clients,
             _proxies: proxies,
         };
+        drop(held);
         for i in 0..n {
             c.spawn(i)?;
         }
         Ok(c)
     }
 
+    fn log_path(&self, i: usize) -> PathBuf {
+        self.work.join(format!("replica{}.log", i + 1))
+    }
+
+    /// Starts replica `i` and waits until it listens. Its port was free when chosen,
+    /// but anything on the machine may take it before the replica binds it (a restart
+    /// comes seconds after a kill): then the replica moves to another port, which
+    /// only the proxies of the links to it need to know. A replica that exits at
+    /// start for another reason is an error, with the end of its log.
     pub fn spawn(&mut self, i: usize) -> Result<(), String> {
-        let r = &mut self.replicas[i];
+        for _ in 0..5 {
+            let seen = std::fs::metadata(self.log_path(i)).map_or(0, |m| m.len() as usize);
+            self.start_process(i)?;
+            match self.started(i, seen)? {
+                Started::Listening => return Ok(()),
+                Started::PortTaken => {
+                    let (l, a) = reserve()?;
+                    drop(l);
+                    println!(
+                        "jepsen: replica {}'s port {} was taken; it moves to {a}",
+                        i + 1,
+                        self.replicas[i].addr
+                    );
+                    let r = &mut self.replicas[i];
+                    r.upstream.set(&a).map_err(|e| e.to_string())?;
+                    r.addr = a;
+                }
+            }
+        }
+        Err(format!("replica {} found no free port", i + 1))
+    }
+
+    /// Waits for replica `i`'s log (past its first `seen` bytes) to say it listens,
+    /// or for the process to exit.
+    fn started(&mut self, i: usize, seen: usize) -> Result<Started, String> {
+        let t0 = Instant::now();
+        loop {
+            let log = std::fs::read(self.log_path(i)).unwrap_or_default();
+            let new = String::from_utf8_lossy(log.get(seen..).unwrap_or_default());
+            if new.contains("starting meta server") {
+                return Ok(Started::Listening);
+            }
+            let Some(child) = self.replicas[i].child.as_mut() else {
+                return Ok(Started::Listening);
+            };
+            if let Ok(Some(status)) = child.try_wait() {
+                self.replicas[i].child = None;
+                if new.contains("Address already in use") {
+                    return Ok(Started::PortTaken);
+                }
+                let tail: Vec<&str> = new.lines().rev().take(5).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                return Err(format!(
+                    "replica {} exited at start ({status}): {}",
+                    i + 1,
+                    tail.join(" | ")
+                ));
+            }
+            // Slow (a loaded machine): the run's own checks will tell.
+            if t0.elapsed() > Duration::from_secs(10) {
+                return Ok(Started::Listening);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn start_process(&mut self, i: usize) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.work.join(format!("replica{}.log", r.id)))
+            .open(self.log_path(i))
             .map_err(|e| e.to_string())?;
+        let r = &mut self.replicas[i];
         let child = Process::new(&self.bin)
             .env("FERROFS_META_SECRET", SECRET)
             .args([
@@ -106,7 +198,7 @@ impl Cluster {
                 "--id",
                 &r.id.to_string(),
                 "--peers",
-                &r.peers,
+                &r.peers(),
             ])
             .args([
                 "--data-dir",
@@ -148,8 +240,7 @@ impl Cluster {
 
     /// The last `n` lines of replica `i`'s log.
     pub fn log_tail(&self, i: usize, n: usize) -> Vec<String> {
-        let log = std::fs::read_to_string(self.work.join(format!("replica{}.log", i + 1)))
-            .unwrap_or_default();
+        let log = std::fs::read_to_string(self.log_path(i)).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(n)..]
             .iter()

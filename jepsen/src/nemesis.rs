@@ -222,6 +222,10 @@ pub fn run(
             Some(Fault::Partition) => n.partition(),
             None => {}
         }
+        // A replica that died on its own (not killed) is a finding, not a fault.
+        if let Some(why) = n.cluster.exited() {
+            return Err(why);
+        }
     }
     Ok(n.stats)
 }

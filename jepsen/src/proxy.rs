@@ -30,7 +30,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -93,6 +93,30 @@ impl Net {
     }
 }
 
+/// Where a replica listens: the proxies of the links to it forward there (it may
+/// move, see `Cluster::spawn`).
+pub struct Upstream(Mutex<SocketAddr>);
+
+impl Upstream {
+    pub fn new(addr: &str) -> io::Result<Arc<Upstream>> {
+        Ok(Arc::new(Upstream(Mutex::new(parse(addr)?))))
+    }
+
+    pub fn set(&self, addr: &str) -> io::Result<()> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = parse(addr)?;
+        Ok(())
+    }
+
+    fn get(&self) -> SocketAddr {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn parse(addr: &str) -> io::Result<SocketAddr> {
+    addr.parse()
+        .map_err(|e| io::Error::new(ErrorKind::InvalidInput, format!("{addr}: {e}")))
+}
+
 /// A proxy of one link, listening on its own loopback port.
 pub struct Proxy {
     pub addr: String,
@@ -103,7 +127,7 @@ struct Route {
     net: Arc<Net>,
     from: usize,
     to: usize,
-    upstream: SocketAddr,
+    upstream: Arc<Upstream>,
     /// Whether clients' connections are told apart (on a replica link).
     sniff: bool,
 }
@@ -115,12 +139,9 @@ impl Proxy {
         net: Arc<Net>,
         from: usize,
         to: usize,
-        upstream: &str,
+        upstream: Arc<Upstream>,
         sniff: bool,
     ) -> io::Result<Proxy> {
-        let upstream: SocketAddr = upstream
-            .parse()
-            .map_err(|e| io::Error::new(ErrorKind::InvalidInput, format!("{upstream}: {e}")))?;
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?.to_string();
         let route = Arc::new(Route {
@@ -159,7 +180,7 @@ fn connection(down: TcpStream, r: &Route) {
         }
     }
     // The replica is down: refused.
-    let Ok(up) = TcpStream::connect_timeout(&r.upstream, Duration::from_secs(1)) else {
+    let Ok(up) = TcpStream::connect_timeout(&r.upstream.get(), Duration::from_secs(1)) else {
         return reset(&down);
     };
     for s in [&down, &up] {

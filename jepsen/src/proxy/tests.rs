@@ -78,7 +78,7 @@ fn silent(s: &mut TcpStream) -> bool {
 fn forwards_bytes_both_ways() {
     let (up, accepted) = echo_server();
     let net = Net::new(3);
-    let p = Proxy::start(net, 1, 2, &up, false).unwrap();
+    let p = Proxy::start(net, 1, 2, Upstream::new(&up).unwrap(), false).unwrap();
     let mut s = dial(&p);
     assert_eq!(echoes(&mut s, b"hello").unwrap(), b"hello");
     // More than the buffers hold, written while it is read back.
@@ -98,13 +98,13 @@ fn forwards_bytes_both_ways() {
 fn a_dropped_link_resets_connections_and_refuses_new_ones_until_healed() {
     let (up, accepted) = echo_server();
     let net = Net::new(3);
-    let p = Proxy::start(net.clone(), 1, 2, &up, false).unwrap();
+    let p = Proxy::start(net.clone(), 1, 2, Upstream::new(&up).unwrap(), false).unwrap();
     let mut s = dial(&p);
     assert_eq!(echoes(&mut s, b"before").unwrap(), b"before");
     net.set(1, 2, Link::Drop);
     assert!(ended(&mut s), "an open connection of a dropped link ends");
     // Another link is not affected.
-    let q = Proxy::start(net.clone(), 2, 1, &up, false).unwrap();
+    let q = Proxy::start(net.clone(), 2, 1, Upstream::new(&up).unwrap(), false).unwrap();
     assert_eq!(echoes(&mut dial(&q), b"other").unwrap(), b"other");
     let mut t = dial(&p);
     let _ = t.write_all(b"refused?");
@@ -118,7 +118,7 @@ fn a_dropped_link_resets_connections_and_refuses_new_ones_until_healed() {
 fn a_blackholed_link_holds_bytes_and_connections_until_healed() {
     let (up, accepted) = echo_server();
     let net = Net::new(3);
-    let p = Proxy::start(net.clone(), 1, 2, &up, false).unwrap();
+    let p = Proxy::start(net.clone(), 1, 2, Upstream::new(&up).unwrap(), false).unwrap();
     let mut s = dial(&p);
     assert_eq!(echoes(&mut s, b"before").unwrap(), b"before");
     net.set(1, 2, Link::Blackhole);
@@ -141,11 +141,26 @@ fn a_blackholed_link_holds_bytes_and_connections_until_healed() {
 }
 
 #[test]
+fn new_connections_follow_a_moved_upstream() {
+    let (a, at_a) = echo_server();
+    let (b, at_b) = echo_server();
+    let up = Upstream::new(&a).unwrap();
+    let p = Proxy::start(Net::new(3), 1, 2, up.clone(), false).unwrap();
+    let mut old = dial(&p);
+    assert_eq!(echoes(&mut old, b"a").unwrap(), b"a");
+    up.set(&b).unwrap();
+    assert_eq!(echoes(&mut dial(&p), b"b").unwrap(), b"b");
+    assert_eq!(echoes(&mut old, b"still a").unwrap(), b"still a");
+    assert_eq!(at_a.load(Ordering::SeqCst), 1);
+    assert_eq!(at_b.load(Ordering::SeqCst), 1);
+}
+
+#[test]
 fn a_proxy_whose_upstream_is_down_refuses() {
     let gone = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = gone.local_addr().unwrap().to_string();
     drop(gone);
-    let p = Proxy::start(Net::new(3), 1, 2, &addr, false).unwrap();
+    let p = Proxy::start(Net::new(3), 1, 2, Upstream::new(&addr).unwrap(), false).unwrap();
     let t0 = Instant::now();
     assert!(ended(&mut dial(&p)));
     assert!(t0.elapsed() < Duration::from_secs(2));
@@ -181,7 +196,7 @@ fn the_first_frame_after_the_handshake_tells_a_client_from_a_peer() {
 fn a_client_through_a_replica_link_follows_the_clients_link() {
     let (up, _) = echo_server();
     let net = Net::new(3);
-    let p = Proxy::start(net.clone(), 1, 2, &up, true).unwrap();
+    let p = Proxy::start(net.clone(), 1, 2, Upstream::new(&up).unwrap(), true).unwrap();
     let hello = frame(KIND_HELLO, &[7; 32]);
     let mut client = dial(&p);
     let mut peer = dial(&p);
@@ -201,7 +216,7 @@ fn a_client_through_a_replica_link_follows_the_clients_link() {
 fn a_cut_client_link_lets_the_handshake_through_but_no_request() {
     let (up, got) = sink_server();
     let net = Net::new(3);
-    let p = Proxy::start(net.clone(), 1, 2, &up, true).unwrap();
+    let p = Proxy::start(net.clone(), 1, 2, Upstream::new(&up).unwrap(), true).unwrap();
     net.set(CLIENTS, 2, Link::Drop);
     let hello = frame(KIND_HELLO, &[7; 32]);
     let mut client = dial(&p);
