@@ -252,7 +252,7 @@ fn run_raft(args: &Args) -> Result<ExitCode, String> {
     );
     let started = Instant::now();
     let (mut runs, mut acked, mut crashes, mut partitions, mut terms) = (0u64, 0, 0, 0, 0);
-    let (mut snapshots, mut disk, mut torn) = (0u64, 0u64, 0u64);
+    let (mut snapshots, mut disk, mut torn, mut replaced) = (0u64, 0u64, 0u64, 0u64);
     for seed in first..end {
         if limit.is_some_and(|l| started.elapsed() >= l) {
             break;
@@ -271,6 +271,7 @@ fn run_raft(args: &Args) -> Result<ExitCode, String> {
         terms += r.terms;
         snapshots += r.snapshots;
         disk += r.disk_errors;
+        replaced += r.replacements;
         torn += r.torn;
         if args.verbose {
             println!(
@@ -297,7 +298,7 @@ fn run_raft(args: &Args) -> Result<ExitCode, String> {
         }
     }
     println!(
-        "{runs} seeds passed in {:.1}s: {acked} increments acknowledged, {terms} leader terms, {crashes} crashes, {partitions} partitions, {disk} failed syncs, {torn} torn crashes, {snapshots} snapshots installed",
+        "{runs} seeds passed in {:.1}s: {acked} increments acknowledged, {terms} leader terms, {crashes} crashes, {partitions} partitions, {disk} failed syncs, {torn} torn crashes, {snapshots} snapshots installed, {replaced} replicas replaced",
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

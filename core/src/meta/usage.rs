@@ -99,8 +99,8 @@ impl DeferredUsage {
             Ok(out)
         })?;
         let mut s = self.lock();
-        for i in 0..2 {
-            s.pending[i] -= taken[i];
+        for (p, t) in s.pending.iter_mut().zip(taken) {
+            *p -= t;
         }
         s.base = base;
         Ok(())

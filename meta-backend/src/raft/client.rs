@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The longest a call waits for one server's answer.
+const ANSWER_LIMIT: Duration = Duration::from_secs(10);
+
 /// A connection with its reader.
 struct Conn {
     writer: Stream,
@@ -119,7 +122,12 @@ impl RaftClient {
             .clone();
         let mut last_error: String;
         loop {
-            match self.call_at(&target, req) {
+            // A server that took the request but does not answer (paused, cut off) is
+            // given up on when the patience runs out, not after the socket's timeout.
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(200), ANSWER_LIMIT);
+            match self.call_at(&target, req, wait) {
                 Ok(Response::NotLeader(hint)) => {
                     target = if !hint.is_empty() && hint != target {
                         hint
@@ -207,10 +215,10 @@ impl RaftClient {
 
     /// One request to one server, no redirects or retries.
     pub fn call_once(&self, addr: &str, req: &Request) -> std::io::Result<Response> {
-        self.call_at(addr, req)
+        self.call_at(addr, req, ANSWER_LIMIT)
     }
 
-    fn call_at(&self, addr: &str, req: &Request) -> std::io::Result<Response> {
+    fn call_at(&self, addr: &str, req: &Request, wait: Duration) -> std::io::Result<Response> {
         let pooled = self
             .idle
             .lock()
@@ -226,6 +234,7 @@ impl RaftClient {
                 Conn { reader, writer: s }
             }
         };
+        conn.writer.set_read_timeout(Some(wait))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         wire::write_frame(
             &mut conn.writer,

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 struct State {
     hard: HardState,
     conf: ConfState,
+    first_conf: ConfState,
     /// The kept snapshot (empty: none yet).
     snapshot: Snapshot,
     /// Entries up to this index (and term) are compacted away.
@@ -49,11 +50,13 @@ pub struct MemLog(Arc<Mutex<Inner>>);
 impl MemLog {
     /// A new log of a cluster whose first voters are `voters`.
     pub fn new(voters: Vec<u64>) -> MemLog {
+        let conf = ConfState {
+            voters,
+            ..ConfState::default()
+        };
         let state = State {
-            conf: ConfState {
-                voters,
-                ..ConfState::default()
-            },
+            first_conf: conf.clone(),
+            conf,
             ..State::default()
         };
         MemLog(Arc::new(Mutex::new(Inner {
@@ -153,6 +156,10 @@ impl DurableLog for MemLog {
 
     fn set_conf(&self, cs: &ConfState) {
         self.inner().current.conf = cs.clone();
+    }
+
+    fn first_conf(&self) -> ConfState {
+        self.inner().current.first_conf.clone()
     }
 
     fn compact(&self, snap: &Snapshot, drop_to: u64) -> Result<(), String> {

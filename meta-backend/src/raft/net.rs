@@ -85,7 +85,12 @@ fn authenticate(conn: &mut Stream, secret: Option<&[u8]>) -> bool {
     }
     let ok = match wire::read_frame(conn) {
         Ok((wire::KIND_HELLO, p)) => secret.is_none_or(|s| wire::verify(s, &ch, &p)),
-        _ => false,
+        Ok(_) => false,
+        Err(e) => {
+            // Gone before it answered (a probe, a reset, a proxy closing): not a refusal.
+            tracing::debug!("a connection closed during the handshake: {e}");
+            return false;
+        }
     };
     if !ok {
         let peer = conn.peer_addr().map(|a| a.to_string()).unwrap_or_default();

@@ -32,6 +32,9 @@ pub trait DurableLog: raft::Storage {
     fn set_commit(&self, commit: u64);
     /// The configuration as of the last applied entry (what `initial_state` returns).
     fn set_conf(&self, cs: &ConfState);
+    /// The configuration the log was created with (the first voters; none for a
+    /// replica that joins a running cluster).
+    fn first_conf(&self) -> ConfState;
     /// Keeps `snap` (the engine as of its index) and drops the entries up to
     /// `drop_to` (at most the snapshot's index; the rest stay for slow followers).
     fn compact(&self, snap: &Snapshot, drop_to: u64) -> Result<(), String>;
@@ -222,18 +225,15 @@ impl<L: DurableLog + Clone> Replica<L> {
             applied = snapshot::restore(&*engine, &kept.data)
                 .map_err(|e| ReplicaError::Log(format!("kept snapshot: {e}")))?;
         }
-        // The engine's membership is the one as of its applied index; the log's copy
-        // may lag it (it is written second).
+        // The configuration as of the engine's applied index: its membership record,
+        // or, before any change, the first one. The log's copy (written after the
+        // engine's, and ahead of an engine rebuilt from an older state) follows it;
+        // the entries replayed after the applied index bring it up to date.
         let members = match membership(&*engine)? {
-            Some(m) => {
-                log.set_conf(&conf_state(&m));
-                m
-            }
-            None => {
-                let cs = raft::Storage::initial_state(&log)?.conf_state;
-                membership_of(&cs, BTreeMap::new())
-            }
+            Some(m) => m,
+            None => membership_of(&log.first_conf(), BTreeMap::new()),
         };
+        log.set_conf(&conf_state(&members));
         // The engine only ever applies committed entries, so what it applied was
         // committed even if the recorded commit index is older (written lazily): raise
         // it, or raft-rs would refuse an applied index past its commit index.
@@ -332,7 +332,21 @@ impl<L: DurableLog + Clone> Replica<L> {
 
     /// Takes a message from another replica.
     pub fn step(&mut self, m: Message) -> Result<(), ReplicaError> {
+        // A joining replica (no configuration, nothing in its log) takes the state
+        // from a snapshot, never entries from the log's start: it would apply their
+        // membership changes to an empty configuration. Leaders compact their logs at
+        // every membership change, so they send it one.
+        if m.get_msg_type() == MessageType::MsgAppend && m.index == 0 && self.is_fresh_joiner() {
+            return Ok(());
+        }
         Ok(self.raw.step(m)?)
+    }
+
+    fn is_fresh_joiner(&self) -> bool {
+        self.applied == 0
+            && raft::Storage::last_index(&self.log).unwrap_or(0) == 0
+            && self.log.first_conf().voters.is_empty()
+            && self.log.kept_snapshot().get_metadata().index == 0
     }
 
     /// Proposes a command; its outcome comes back in [`Output::applied`] once committed
@@ -514,7 +528,8 @@ impl<L: DurableLog + Clone> Replica<L> {
         let every = self.cfg.snapshot_every;
         let first = self.first_index();
         let due = self.snapshot_due && self.log.kept_snapshot().get_metadata().index < self.applied;
-        if every == 0 || self.applied < first || (!due && self.applied - first + 1 < every) {
+        let periodic = every > 0 && self.applied >= first && self.applied - first + 1 >= every;
+        if !due && !periodic {
             return Ok(());
         }
         self.snapshot_due = false;
@@ -528,7 +543,14 @@ impl<L: DurableLog + Clone> Replica<L> {
         meta.index = index;
         meta.term = self.applied_term;
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
-        let drop_to = index.saturating_sub(self.cfg.keep_entries);
+        // After a membership change the whole log goes: a replica that joins must
+        // start from a snapshot, since replaying the log from its first entry on an
+        // empty configuration would rebuild the wrong one.
+        let drop_to = if due {
+            index
+        } else {
+            index.saturating_sub(self.cfg.keep_entries)
+        };
         self.log
             .compact(&snap, drop_to)
             .map_err(ReplicaError::Log)?;
@@ -926,5 +948,33 @@ mod tests {
         assert!(leader
             .propose_change(&Change::Remove { id: 2 }, &book)
             .is_err());
+    }
+
+    #[test]
+    fn a_joiner_never_rebuilds_the_configuration_from_the_log_start() {
+        // The simulator found it: with the leader's log whole, a joiner replayed the
+        // membership changes from entry 1 on its empty configuration, ended up the
+        // only voter, and elected itself. Now the leader compacts at every change
+        // (even with periodic snapshots off) and the joiner waits for a snapshot.
+        let mut net = Net::new(3, 0);
+        for seq in 1..=3 {
+            net.put(seq);
+        }
+        net.rs.insert(4, Net::replica(4, MemLog::new(vec![]), 0));
+        net.change(Change::AddLearner {
+            id: 4,
+            addr: "h:4".into(),
+        });
+        net.run(10);
+        net.change(Change::Promote {
+            id: 4,
+            addr: "h:4".into(),
+        });
+        net.run(10);
+        assert_eq!(net.rs[&4].members().voters, vec![1, 2, 3, 4]);
+        // Alone, it cannot lead: it knows it needs a majority of four.
+        net.cut = vec![4];
+        net.run(200);
+        assert!(!net.rs[&4].is_leader());
     }
 }

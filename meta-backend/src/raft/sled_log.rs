@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! tree raft-entries:  index u64 BE → Entry (protobuf)
-//! tree raft-state:    "hard" → HardState (protobuf), "conf" → ConfState (protobuf),
+//! tree raft-state:    "hard" → HardState (protobuf), "conf" → ConfState (protobuf) as of
+//!                     the last applied entry, "conf0" → the first ConfState,
 //!                     "trunc" → index u64 | term u64 (entries up to it are compacted)
 //! tree raft-snapshot: "snap" → the kept Snapshot (protobuf; its data: core::replica::snapshot)
 //! ```
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 
 const HARD: &[u8] = b"hard";
 const CONF: &[u8] = b"conf";
+const FIRST_CONF: &[u8] = b"conf0";
 const TRUNC: &[u8] = b"trunc";
 const SNAP: &[u8] = b"snap";
 
@@ -73,6 +75,9 @@ impl SledLog {
                 ..ConfState::default()
             };
             let b = conf.write_to_bytes().map_err(|e| e.to_string())?;
+            state
+                .insert(FIRST_CONF, b.clone())
+                .map_err(|e| e.to_string())?;
             state.insert(CONF, b).map_err(|e| e.to_string())?;
         }
         Ok(SledLog {
@@ -185,6 +190,15 @@ impl DurableLog for SledLog {
         if let Err(e) = r {
             tracing::error!("cannot write the raft configuration: {e}");
         }
+    }
+
+    fn first_conf(&self) -> ConfState {
+        // Logs made before the first configuration was kept apart have only "conf".
+        let read = |key: &[u8]| -> Option<ConfState> {
+            let b = self.state.get(key).ok()??;
+            ConfState::parse_from_bytes(&b).ok()
+        };
+        read(FIRST_CONF).or_else(|| read(CONF)).unwrap_or_default()
     }
 
     fn compact(&self, snap: &Snapshot, drop_to: u64) -> Result<(), String> {

@@ -104,7 +104,7 @@ impl World {
             *g = 0;
         }
         for i in 0..self.nodes.len() {
-            if self.nodes[i].replica.is_none() {
+            if self.nodes[i].replica.is_none() && !self.nodes[i].removed {
                 self.start(i);
             }
         }
@@ -125,6 +125,19 @@ impl World {
         for _ in 0..3_000 {
             self.step();
         }
+        // A replacement under way finishes once the faults stop.
+        let deadline = self.now + 20_000;
+        while self.change.is_some() && self.now < deadline {
+            self.step();
+        }
+        if let Some(c) = &self.change {
+            self.violation(format!(
+                "a membership change did not finish after the heal: {c:?}"
+            ));
+        }
+        for _ in 0..1_000 {
+            self.step();
+        }
         let stuck: Vec<u64> = self
             .clients
             .iter()
@@ -139,6 +152,7 @@ impl World {
         let states: Vec<Vec<(Vec<u8>, Vec<u8>)>> = self
             .nodes
             .iter()
+            .filter(|n| !n.removed)
             .filter_map(|n| n.replica.as_ref())
             .map(|r| engine_state(&**r.engine()))
             .collect();

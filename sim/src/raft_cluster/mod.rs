@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 mod checks;
 mod clients;
+mod members;
 
 /// The key every client increments.
 const COUNTER: &[u8] = b"counter";
@@ -108,6 +109,8 @@ pub struct RaftRunReport {
     pub partitions: u64,
     /// Snapshots a replica installed from its leader (it was too far behind the log).
     pub snapshots: u64,
+    /// Replicas replaced by new ones (added as learners, promoted, the old one removed).
+    pub replacements: u64,
     /// Syncs failed by the disk (the replica then crashes and restarts).
     pub disk_errors: u64,
     /// Crashes that left more than was synced on disk (a torn tail).
@@ -129,6 +132,8 @@ struct Node {
     replica: Option<Replica<MemLog>>,
     /// Virtual time at which a crashed replica restarts.
     restart_at: u64,
+    /// Removed from the cluster: stopped for good, left out of the checks.
+    removed: bool,
 }
 
 struct Client {
@@ -186,6 +191,8 @@ struct World {
     /// Read-index answers: (context, replica, index), served once it applied that far.
     read_waits: Vec<(u64, usize, u64)>,
     next_ctx: u64,
+    /// A replacement of one replica by a new one, under way.
+    change: Option<members::Replacing>,
 }
 
 fn value_of(v: Option<Vec<u8>>) -> u64 {
@@ -217,6 +224,7 @@ impl World {
                 log: MemLog::new(voters.clone()),
                 replica: None,
                 restart_at: 0,
+                removed: false,
             })
             .collect();
         let clients = (0..cfg.clients as u64)
@@ -254,6 +262,7 @@ impl World {
             events: 0,
             read_waits: Vec::new(),
             next_ctx: 1,
+            change: None,
         };
         for i in 0..w.nodes.len() {
             w.start(i);
@@ -464,7 +473,10 @@ impl World {
 
     fn restart_due(&mut self) {
         for i in 0..self.nodes.len() {
-            if self.nodes[i].replica.is_none() && self.now >= self.nodes[i].restart_at {
+            if self.nodes[i].replica.is_none()
+                && !self.nodes[i].removed
+                && self.now >= self.nodes[i].restart_at
+            {
                 self.start(i);
             }
         }
@@ -478,6 +490,7 @@ impl World {
             }
         }
         self.inject_faults();
+        self.drive_membership();
         self.restart_due();
         self.deliver_due();
         self.drain_ready();
