@@ -43,6 +43,25 @@ pub trait Remote: Send + Sync {
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         keys.iter().map(|k| self.get(k, false)).collect()
     }
+    /// [`Remote::get`], and the log index of the state the value was read from, if the
+    /// remote can say (`None`: it cannot).
+    fn get_at(&self, key: &[u8], fresh: bool) -> Result<(Option<Vec<u8>>, Option<u64>)> {
+        Ok((self.get(key, fresh)?, None))
+    }
+    /// [`Remote::scan`] with the index of the state read.
+    fn scan_at(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        fresh: bool,
+    ) -> Result<(Vec<KvPair>, Option<u64>)> {
+        Ok((self.scan(start, end, limit, fresh)?, None))
+    }
+    /// [`Remote::get_many`] with the index of the state read.
+    fn get_many_at(&self, keys: &[Vec<u8>]) -> Result<(Vec<Option<Vec<u8>>>, Option<u64>)> {
+        Ok((self.get_many(keys)?, None))
+    }
     /// Whether all of `reads` hold at one linearizable moment.
     fn check(&self, reads: &[ReadCheck]) -> Result<bool>;
     /// Orders and applies `cmd`, and returns its outcome. If an answer is lost, the
@@ -54,6 +73,9 @@ pub trait Remote: Send + Sync {
 struct RecordingView<'a, R: Remote + ?Sized> {
     remote: &'a R,
     reads: Mutex<Vec<ReadCheck>>,
+    /// The log index of the state each read came from (`None`: unknown), once the
+    /// same for every read; `Some(None)` once they differ or one is unknown.
+    state: Mutex<Option<Option<u64>>>,
     /// Whether the first read is to be linearizable (read-only transactions).
     fresh_first: bool,
 }
@@ -61,6 +83,23 @@ struct RecordingView<'a, R: Remote + ?Sized> {
 impl<R: Remote + ?Sized> RecordingView<'_, R> {
     fn record(&self, r: ReadCheck) {
         self.reads.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    }
+
+    fn served_at(&self, at: Option<u64>) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *s = match *s {
+            None => Some(at),
+            Some(prev) if prev == at => Some(prev),
+            Some(_) => Some(None),
+        };
+    }
+
+    /// The one state every read came from, if they all did.
+    fn one_state(&self) -> Option<u64> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .flatten()
     }
 
     /// Whether the next read is to be linearizable.
@@ -73,14 +112,19 @@ impl<R: Remote + ?Sized> RecordingView<'_, R> {
                 .is_empty()
     }
 
-    fn into_reads(self) -> Vec<ReadCheck> {
-        self.reads.into_inner().unwrap_or_else(|e| e.into_inner())
+    fn into_reads(self) -> (Vec<ReadCheck>, Option<u64>) {
+        let one = self.one_state();
+        (
+            self.reads.into_inner().unwrap_or_else(|e| e.into_inner()),
+            one,
+        )
     }
 }
 
 impl<R: Remote + ?Sized> ReadView for RecordingView<'_, R> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let v = self.remote.get(key, self.fresh())?;
+        let (v, at) = self.remote.get_at(key, self.fresh())?;
+        self.served_at(at);
         self.record(ReadCheck::Get {
             key: key.to_vec(),
             digest: v.as_deref().map(digest_value),
@@ -93,10 +137,11 @@ impl<R: Remote + ?Sized> ReadView for RecordingView<'_, R> {
             // Possibly the one fresh read of the transaction.
             return Ok(vec![self.get(&keys[0])?]);
         }
-        let values = self.remote.get_many(keys)?;
+        let (values, at) = self.remote.get_many_at(keys)?;
         if values.len() != keys.len() {
             return Err(Errno::EIO);
         }
+        self.served_at(at);
         for (k, v) in keys.iter().zip(&values) {
             self.record(ReadCheck::Get {
                 key: k.clone(),
@@ -108,9 +153,10 @@ impl<R: Remote + ?Sized> ReadView for RecordingView<'_, R> {
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<KvPair>> {
         let limit32 = limit.min(u32::MAX as usize) as u32;
-        let pairs = self
+        let (pairs, at) = self
             .remote
-            .scan(start, end, limit32 as usize, self.fresh())?;
+            .scan_at(start, end, limit32 as usize, self.fresh())?;
+        self.served_at(at);
         self.record(ReadCheck::Scan {
             start: start.to_vec(),
             end: end.to_vec(),
@@ -199,9 +245,17 @@ impl<R: Remote> OptimisticKv<R> {
     }
 
     /// Whether a run's reads were of one linearizable moment: trivially so for none,
-    /// or for one fresh read; else the remote checks them.
-    fn consistent(&self, reads: &[ReadCheck], fresh_first: bool) -> Result<bool> {
-        if reads.is_empty() || (reads.len() == 1 && fresh_first) {
+    /// or for one fresh read, or when the first read was fresh and every read says it
+    /// came from the state of one log index (that state is the same on every replica,
+    /// and it was the current one when the fresh read was served); else the remote
+    /// checks them.
+    fn consistent(
+        &self,
+        reads: &[ReadCheck],
+        one_state: Option<u64>,
+        fresh_first: bool,
+    ) -> Result<bool> {
+        if reads.is_empty() || (fresh_first && (reads.len() == 1 || one_state.is_some())) {
             return Ok(true);
         }
         self.remote.check(reads)
@@ -212,6 +266,7 @@ impl<R: Remote> OptimisticKv<R> {
             let view = RecordingView {
                 remote: &self.remote,
                 reads: Mutex::new(Vec::new()),
+                state: Mutex::new(None),
                 fresh_first: read_only,
             };
             let (result, writes) = {
@@ -219,15 +274,15 @@ impl<R: Remote> OptimisticKv<R> {
                 let result = f(&mut t);
                 (result, t.into_writes())
             };
-            let reads = view.into_reads();
+            let (reads, one_state) = view.into_reads();
             match result {
                 Err(e) => {
-                    if self.consistent(&reads, read_only)? {
+                    if self.consistent(&reads, one_state, read_only)? {
                         return Err(e);
                     }
                 }
                 Ok(()) if read_only || writes.is_empty() => {
-                    if self.consistent(&reads, read_only)? {
+                    if self.consistent(&reads, one_state, read_only)? {
                         return Ok(());
                     }
                 }

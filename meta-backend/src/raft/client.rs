@@ -111,6 +111,11 @@ impl RaftClient {
 
     /// Sends `req` to the leader, following redirects, until it is answered.
     pub fn call(&self, req: &Request) -> Result<Response> {
+        self.call_indexed(req).map(|(r, _)| r)
+    }
+
+    /// [`RaftClient::call`], and for a read, the log index of the state it came from.
+    pub fn call_indexed(&self, req: &Request) -> Result<(Response, Option<u64>)> {
         if self.addrs.is_empty() {
             return Err(Errno::EIO);
         }
@@ -128,7 +133,7 @@ impl RaftClient {
                 .saturating_duration_since(Instant::now())
                 .clamp(Duration::from_millis(200), ANSWER_LIMIT);
             match self.call_at(&target, req, wait) {
-                Ok(Response::NotLeader(hint)) => {
+                Ok((Response::NotLeader(hint), _)) => {
                     target = if !hint.is_empty() && hint != target {
                         hint
                     } else {
@@ -137,7 +142,7 @@ impl RaftClient {
                     };
                     last_error = "no leader".into();
                 }
-                Ok(Response::Retry(why)) => {
+                Ok((Response::Retry(why), _)) => {
                     last_error = why;
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -215,10 +220,15 @@ impl RaftClient {
 
     /// One request to one server, no redirects or retries.
     pub fn call_once(&self, addr: &str, req: &Request) -> std::io::Result<Response> {
-        self.call_at(addr, req, ANSWER_LIMIT)
+        self.call_at(addr, req, ANSWER_LIMIT).map(|(r, _)| r)
     }
 
-    fn call_at(&self, addr: &str, req: &Request, wait: Duration) -> std::io::Result<Response> {
+    fn call_at(
+        &self,
+        addr: &str,
+        req: &Request,
+        wait: Duration,
+    ) -> std::io::Result<(Response, Option<u64>)> {
         let pooled = self
             .idle
             .lock()
@@ -251,7 +261,7 @@ impl RaftClient {
         if kind != wire::KIND_RESPONSE {
             return Err(std::io::Error::other("not a response"));
         }
-        let (got, resp) = wire::decode_response(&body, req)?;
+        let (got, resp, at) = wire::decode_read_response(&body, req)?;
         if got != id {
             return Err(std::io::Error::other("a response to another request"));
         }
@@ -261,7 +271,7 @@ impl RaftClient {
             .entry(addr.to_string())
             .or_default()
             .push(conn);
-        Ok(resp)
+        Ok((resp, at))
     }
 }
 
@@ -272,18 +282,36 @@ fn unexpected(r: Response) -> Errno {
 
 impl Remote for RaftClient {
     fn get(&self, key: &[u8], fresh: bool) -> Result<Option<Vec<u8>>> {
+        self.get_at(key, fresh).map(|(v, _)| v)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize, fresh: bool) -> Result<Vec<KvPair>> {
+        self.scan_at(start, end, limit, fresh).map(|(p, _)| p)
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.get_many_at(keys).map(|(v, _)| v)
+    }
+
+    fn get_at(&self, key: &[u8], fresh: bool) -> Result<(Option<Vec<u8>>, Option<u64>)> {
         let req = if fresh {
             Request::Get(key.to_vec())
         } else {
             Request::GetApplied(key.to_vec())
         };
-        match self.call(&req)? {
-            Response::Value(v) => Ok(v),
-            r => Err(unexpected(r)),
+        match self.call_indexed(&req)? {
+            (Response::Value(v), at) => Ok((v, at)),
+            (r, _) => Err(unexpected(r)),
         }
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], limit: usize, fresh: bool) -> Result<Vec<KvPair>> {
+    fn scan_at(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        fresh: bool,
+    ) -> Result<(Vec<KvPair>, Option<u64>)> {
         let (start, end) = (start.to_vec(), end.to_vec());
         let limit = limit.min(u32::MAX as usize) as u32;
         let req = if fresh {
@@ -291,16 +319,16 @@ impl Remote for RaftClient {
         } else {
             Request::ScanApplied { start, end, limit }
         };
-        match self.call(&req)? {
-            Response::Pairs(p) => Ok(p),
-            r => Err(unexpected(r)),
+        match self.call_indexed(&req)? {
+            (Response::Pairs(p), at) => Ok((p, at)),
+            (r, _) => Err(unexpected(r)),
         }
     }
 
-    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        match self.call(&Request::GetManyApplied(keys.to_vec()))? {
-            Response::Values(v) if v.len() == keys.len() => Ok(v),
-            r => Err(unexpected(r)),
+    fn get_many_at(&self, keys: &[Vec<u8>]) -> Result<(Vec<Option<Vec<u8>>>, Option<u64>)> {
+        match self.call_indexed(&Request::GetManyApplied(keys.to_vec()))? {
+            (Response::Values(v), at) if v.len() == keys.len() => Ok((v, at)),
+            (r, _) => Err(unexpected(r)),
         }
     }
 

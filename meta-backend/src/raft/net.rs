@@ -6,7 +6,7 @@
 use super::tls::Stream;
 use super::wire::{self, Request, Response};
 use ferrofs_core::kv::{self, Kv};
-use ferrofs_core::replica::{apply::reads_hold, Feed};
+use ferrofs_core::replica::{applied_index_in, apply::reads_hold, Feed};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 use std::io::BufReader;
@@ -154,14 +154,14 @@ fn serve_connection(
                     | Request::ScanApplied { .. }
                     | Request::GetManyApplied(_)),
                 )) => {
-                    let resp = if shared.leading.load(Ordering::Acquire) {
+                    let (resp, at) = if shared.leading.load(Ordering::Acquire) {
                         serve_read(&*shared.engine, &req)
                     } else {
                         let leader = shared.leader.lock().unwrap_or_else(|e| e.into_inner());
-                        Response::NotLeader(leader.clone())
+                        (Response::NotLeader(leader.clone()), None)
                     };
                     let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
-                    let body = wire::encode_response(id, &resp);
+                    let body = wire::encode_read_response(id, &resp, at);
                     if wire::write_frame(&mut *w, wire::KIND_RESPONSE, &body).is_err() {
                         break;
                     }
@@ -261,20 +261,27 @@ pub fn connect(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
     Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} resolves to nothing"))))
 }
 
-/// A read of `engine`'s applied state.
-pub(super) fn serve_read(engine: &dyn Kv, req: &Request) -> Response {
+/// A read of `engine`'s applied state, and the log index of that state (read in the
+/// same view), which lets a client see that several reads came from one state.
+pub(super) fn serve_read(engine: &dyn Kv, req: &Request) -> (Response, Option<u64>) {
+    let at = |t: &mut dyn ferrofs_core::kv::Txn| applied_index_in(t);
     let r = match req {
         Request::Get(k) | Request::GetApplied(k) => {
-            kv::read(engine, |t| t.get(k)).map(Response::Value)
+            kv::read(engine, |t| Ok((Response::Value(t.get(k)?), Some(at(t)?))))
         }
         Request::Scan { start, end, limit } | Request::ScanApplied { start, end, limit } => {
-            kv::read(engine, |t| t.scan(start, end, *limit as usize)).map(Response::Pairs)
+            kv::read(engine, |t| {
+                let pairs = t.scan(start, end, *limit as usize)?;
+                Ok((Response::Pairs(pairs), Some(at(t)?)))
+            })
         }
-        Request::Check(cmd) => kv::read(engine, |t| reads_hold(t, &cmd.reads)).map(Response::Holds),
-        Request::GetManyApplied(keys) => {
-            kv::read(engine, |t| t.get_many(keys)).map(Response::Values)
-        }
-        _ => return Response::Retry("not a read".into()),
+        Request::Check(cmd) => kv::read(engine, |t| {
+            Ok((Response::Holds(reads_hold(t, &cmd.reads)?), None))
+        }),
+        Request::GetManyApplied(keys) => kv::read(engine, |t| {
+            Ok((Response::Values(t.get_many(keys)?), Some(at(t)?)))
+        }),
+        _ => return (Response::Retry("not a read".into()), None),
     };
-    r.unwrap_or_else(|e| Response::Retry(format!("engine error: {e}")))
+    r.unwrap_or_else(|e| (Response::Retry(format!("engine error: {e}")), None))
 }

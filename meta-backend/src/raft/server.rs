@@ -341,7 +341,7 @@ impl Driver {
                     // Reads a later commit or check will confirm: what is applied now.
                     read @ (Request::GetApplied(_)
                     | Request::ScanApplied { .. }
-                    | Request::GetManyApplied(_)) => answer(&w, &self.serve(&read)),
+                    | Request::GetManyApplied(_)) => answer_read(&w, self.serve(&read)),
                     read => {
                         let ctx = self.next_ctx;
                         self.next_ctx += 1;
@@ -412,7 +412,7 @@ impl Driver {
                 continue;
             }
             if let Some((req, w)) = self.reads.remove(&ctx) {
-                answer(&w, &self.serve(&req));
+                answer_read(&w, self.serve(&req));
             }
         }
         let leader = self.replica.is_leader();
@@ -433,7 +433,7 @@ impl Driver {
     }
 
     /// A read, on this replica's engine, at an applied index past its read index.
-    fn serve(&self, req: &Request) -> Response {
+    fn serve(&self, req: &Request) -> (Response, Option<u64>) {
         serve_read(&**self.replica.engine(), req)
     }
 
@@ -500,4 +500,8 @@ fn is_member(m: &Membership, id: u64) -> bool {
 
 fn answer(w: &Waiting, r: &Response) {
     let _ = w.reply.send(wire::encode_response(w.id, r));
+}
+
+fn answer_read(w: &Waiting, (r, at): (Response, Option<u64>)) {
+    let _ = w.reply.send(wire::encode_read_response(w.id, &r, at));
 }

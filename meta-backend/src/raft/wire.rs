@@ -24,6 +24,8 @@
 //!                         members: leader u64 | applied u64 | first u64 | bytes membership
 //!                                  | n u32 | n × (id u64 | matched u64);
 //!                         changes: upto u64 | reset u8 | n u32 | n × bytes key
+//!            a read (get, scan, get-many, fresh or applied) may end with `at u64`: the
+//!            log index of the state it was read from
 //!            status 1 not the leader: bytes leader address ("" unknown)
 //!            status 2 failed here, try again: bytes message
 //! bytes    = len u32 | len bytes
@@ -409,8 +411,22 @@ pub fn encode_response(id: u64, resp: &Response) -> Vec<u8> {
     out
 }
 
+/// [`encode_response`] of a read served from the state of log index `at`.
+pub fn encode_read_response(id: u64, resp: &Response, at: Option<u64>) -> Vec<u8> {
+    let mut out = encode_response(id, resp);
+    if let (Some(at), Response::Value(_) | Response::Values(_) | Response::Pairs(_)) = (at, resp) {
+        out.extend_from_slice(&at.to_be_bytes());
+    }
+    out
+}
+
 /// Decodes a response to a request of the given kind (the payload of `ok` depends on it).
 pub fn decode_response(b: &[u8], req: &Request) -> io::Result<(u64, Response)> {
+    decode_read_response(b, req).map(|(id, r, _)| (id, r))
+}
+
+/// [`decode_response`], and the log index a read was served at, if the server said.
+pub fn decode_read_response(b: &[u8], req: &Request) -> io::Result<(u64, Response, Option<u64>)> {
     let mut c = Cursor(b);
     let id = c.u64()?;
     let resp = match c.u8()? {
@@ -475,7 +491,11 @@ pub fn decode_response(b: &[u8], req: &Request) -> io::Result<(u64, Response)> {
         2 => Response::Retry(String::from_utf8_lossy(&c.bytes()?).into_owned()),
         _ => return Err(bad("unknown response status")),
     };
-    Ok((id, resp))
+    let at = match (&resp, c.0.len()) {
+        (Response::Value(_) | Response::Values(_) | Response::Pairs(_), 8) => Some(c.u64()?),
+        _ => None,
+    };
+    Ok((id, resp, at))
 }
 
 #[cfg(test)]
@@ -581,6 +601,16 @@ mod tests {
                 (9, resp)
             );
         }
+        // A read says which state it came from.
+        let v = Response::Value(Some(b"v".to_vec()));
+        let b = encode_read_response(3, &v, Some(42));
+        assert_eq!(
+            decode_read_response(&b, &reqs[0]).unwrap(),
+            (3, v.clone(), Some(42))
+        );
+        assert_eq!(decode_response(&b, &reqs[0]).unwrap(), (3, v.clone()));
+        let b = encode_read_response(3, &v, None);
+        assert_eq!(decode_read_response(&b, &reqs[0]).unwrap(), (3, v, None));
         let mut buf = Vec::new();
         write_frame(&mut buf, KIND_REQUEST, b"xyz").unwrap();
         assert_eq!(

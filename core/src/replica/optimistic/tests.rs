@@ -223,3 +223,84 @@ fn concurrent_clients_lose_no_update_and_keep_invariants() {
         .count();
     assert!(records <= 8, "{records} request records left");
 }
+
+/// A remote that says which state each read came from: the number of commits applied
+/// (an applied index), as a Raft leader's answers do.
+#[derive(Clone, Default)]
+struct Indexed {
+    engine: Arc<MemKv>,
+    applied: Arc<AtomicUsize>,
+    checks: Arc<AtomicUsize>,
+    before_read: Hook,
+}
+
+impl Remote for Indexed {
+    fn get(&self, key: &[u8], fresh: bool) -> Result<Option<Vec<u8>>> {
+        self.get_at(key, fresh).map(|(v, _)| v)
+    }
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize, fresh: bool) -> Result<Vec<KvPair>> {
+        self.scan_at(start, end, limit, fresh).map(|(p, _)| p)
+    }
+    fn get_at(&self, key: &[u8], _fresh: bool) -> Result<(Option<Vec<u8>>, Option<u64>)> {
+        if let Some(f) = self.before_read.lock().unwrap().as_mut() {
+            f();
+        }
+        let v = kv::read(&*self.engine, |t| t.get(key))?;
+        Ok((v, Some(self.applied.load(Ordering::SeqCst) as u64)))
+    }
+    fn scan_at(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+        _fresh: bool,
+    ) -> Result<(Vec<KvPair>, Option<u64>)> {
+        let p = kv::read(&*self.engine, |t| t.scan(start, end, limit))?;
+        Ok((p, Some(self.applied.load(Ordering::SeqCst) as u64)))
+    }
+    fn check(&self, reads: &[ReadCheck]) -> Result<bool> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        kv::read(&*self.engine, |t| reads_hold(t, reads))
+    }
+    fn commit(&self, cmd: &Command) -> Result<Outcome> {
+        let o = apply(&*self.engine, cmd)?;
+        self.applied.fetch_add(1, Ordering::SeqCst);
+        Ok(o)
+    }
+}
+
+#[test]
+fn reads_from_one_state_need_no_check_and_reads_across_a_commit_do() {
+    let remote = Indexed::default();
+    let a = OptimisticKv::new(remote.clone(), 1, 1);
+    let b = OptimisticKv::new(remote.clone(), 2, 1);
+    kv::txn(&a, |t| {
+        t.set(b"x", b"1");
+        t.set(b"y", b"1");
+        Ok(())
+    })
+    .unwrap();
+    let read_both = |kv: &OptimisticKv<Indexed>| {
+        kv::read(kv, |t| Ok((t.get(b"x")?, t.get(b"y")?))).unwrap()
+    };
+    // Nothing commits between the two reads: both come from one state, no check.
+    assert_eq!(read_both(&a), (Some(b"1".to_vec()), Some(b"1".to_vec())));
+    assert_eq!(remote.checks.load(Ordering::SeqCst), 0);
+    // Another client commits between them (a torn view): the states differ, the check
+    // catches it and the read runs again.
+    let once = Arc::new(AtomicUsize::new(0));
+    let (b2, once2) = (Arc::new(b), once.clone());
+    *remote.before_read.lock().unwrap() = Some(Box::new(move || {
+        if once2.fetch_add(1, Ordering::SeqCst) == 1 {
+            kv::txn(&*b2, |t| {
+                t.set(b"x", b"2");
+                t.set(b"y", b"2");
+                Ok(())
+            })
+            .unwrap();
+        }
+    }));
+    let (x, y) = read_both(&a);
+    assert_eq!(x, y, "never a torn view");
+    assert!(remote.checks.load(Ordering::SeqCst) >= 1);
+}
