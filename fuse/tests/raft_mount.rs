@@ -142,6 +142,11 @@ fn a_volume_on_three_replicas_outlives_its_leader() {
     let o = ferrofs(&["status", &vol.meta_url]);
     assert!(o.status.success(), "status: {}", stderr(&o));
     assert!(
+        stdout(&o).contains("\"replicas\"") && stdout(&o).contains("\"leader\""),
+        "status lists the replicas: {}",
+        stdout(&o)
+    );
+    assert!(
         stdout(&o).contains("\"name\": \"testvol\""),
         "{}",
         stdout(&o)

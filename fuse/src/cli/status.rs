@@ -19,7 +19,47 @@ pub fn run(a: StatusArgs) -> CliResult {
         return Ok(());
     }
     let meta = open_meta(&a.meta_url)?;
-    println!("{}", status_json(&meta)?);
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&status_json(&meta)?).map_err(|e| e.to_string())?;
+    // A replicated engine: its replicas too.
+    if let Some(Ok(client)) = url.raft_client() {
+        match client.members() {
+            Ok(info) => {
+                let m = &info.members;
+                let replicas: Vec<serde_json::Value> = m
+                    .voters
+                    .iter()
+                    .chain(&m.learners)
+                    .map(|id| {
+                        let role = if *id == info.leader {
+                            "leader"
+                        } else if m.voters.contains(id) {
+                            "voter"
+                        } else {
+                            "learner"
+                        };
+                        let matched = info.progress.iter().find(|(p, _)| p == id).map(|p| p.1);
+                        serde_json::json!({
+                            "id": id,
+                            "address": m.addrs.get(id),
+                            "role": role,
+                            "matched": matched,
+                        })
+                    })
+                    .collect();
+                doc["replicas"] = serde_json::json!({
+                    "applied": info.applied,
+                    "log_from": info.first_index,
+                    "members": replicas,
+                });
+            }
+            Err(e) => tracing::warn!("cannot list the replicas: {e}"),
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
+    );
     Ok(())
 }
 

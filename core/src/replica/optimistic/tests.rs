@@ -280,9 +280,8 @@ fn reads_from_one_state_need_no_check_and_reads_across_a_commit_do() {
         Ok(())
     })
     .unwrap();
-    let read_both = |kv: &OptimisticKv<Indexed>| {
-        kv::read(kv, |t| Ok((t.get(b"x")?, t.get(b"y")?))).unwrap()
-    };
+    let read_both =
+        |kv: &OptimisticKv<Indexed>| kv::read(kv, |t| Ok((t.get(b"x")?, t.get(b"y")?))).unwrap();
     // Nothing commits between the two reads: both come from one state, no check.
     assert_eq!(read_both(&a), (Some(b"1".to_vec()), Some(b"1".to_vec())));
     assert_eq!(remote.checks.load(Ordering::SeqCst), 0);
