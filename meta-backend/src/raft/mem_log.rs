@@ -27,7 +27,7 @@ impl State {
     }
 }
 
-#[derive(Default, Debug)]
+#[derive(Default)]
 struct Inner {
     /// What Raft sees.
     current: State,
@@ -38,6 +38,20 @@ struct Inner {
     dirty_from: Option<u64>,
     /// Syncs that fail (an I/O error) before one succeeds again.
     failing_syncs: u32,
+    /// Raft asked for a snapshot the log does not have (see `DurableLog`).
+    wanted: bool,
+    /// Runs at every successful sync (the simulator makes its engine durable there,
+    /// as one flush makes a sled replica's log and engine durable).
+    on_sync: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemLog")
+            .field("current", &self.current)
+            .field("durable", &self.durable)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a failing sync answers (see [`MemLog::fail_syncs`]).
@@ -64,6 +78,8 @@ impl MemLog {
             durable: state,
             dirty_from: Some(1),
             failing_syncs: 0,
+            wanted: false,
+            on_sync: None,
         })))
     }
 
@@ -81,7 +97,8 @@ impl MemLog {
     /// A crash after which the disk holds more than was synced: the first `keep` of
     /// the entries written since the last sync (a prefix, as a log file's tail is), and
     /// the hard state too if every one of them was kept (it is written after them).
-    /// A compaction or snapshot not yet synced is kept whole or not at all.
+    /// A compaction or snapshot not yet synced is kept whole or not at all; kept, it
+    /// makes the engine durable too (see [`MemLog::on_sync`]), since it was written after.
     pub fn crash_torn(&self, keep: usize) {
         let mut i = self.inner();
         match i.dirty_from {
@@ -99,11 +116,28 @@ impl MemLog {
                 }
                 i.durable = kept;
             }
-            _ if keep > 0 => i.durable = i.current.clone(),
+            _ if keep > 0 => {
+                // A compaction (or an installed snapshot) reached the disk: so did
+                // everything written before it, the engine's applies included (sled
+                // recovers a prefix of its writes).
+                i.durable = i.current.clone();
+                let hook = i.on_sync.clone();
+                drop(i);
+                if let Some(f) = hook {
+                    f();
+                }
+                self.crash();
+                return;
+            }
             _ => {}
         }
         drop(i);
         self.crash();
+    }
+
+    /// Runs `f` at every successful sync.
+    pub fn on_sync(&self, f: Arc<dyn Fn() + Send + Sync>) {
+        self.inner().on_sync = Some(f);
     }
 
     /// The next `n` syncs fail with an I/O error and make nothing durable.
@@ -201,7 +235,21 @@ impl DurableLog for MemLog {
         self.inner().current.snapshot.clone()
     }
 
+    fn take_snapshot_wanted(&self) -> bool {
+        std::mem::take(&mut self.inner().wanted)
+    }
+
     fn sync(&self) -> Result<(), String> {
+        let hook = self.sync_log()?;
+        if let Some(f) = hook {
+            f();
+        }
+        Ok(())
+    }
+}
+
+impl MemLog {
+    fn sync_log(&self) -> Result<Option<Arc<dyn Fn() + Send + Sync>>, String> {
         let i = &mut *self.inner();
         if i.failing_syncs > 0 {
             i.failing_syncs -= 1;
@@ -221,7 +269,7 @@ impl DurableLog for MemLog {
             _ => i.durable = i.current.clone(),
         }
         i.dirty_from = Some(i.current.last() + 1);
-        Ok(())
+        Ok(i.on_sync.clone())
     }
 }
 
@@ -274,14 +322,20 @@ impl raft::Storage for MemLog {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        kept_or_unavailable(self.kept_snapshot(), request_index)
+        let r = kept_or_unavailable(self.kept_snapshot(), request_index);
+        if r.is_err() {
+            self.inner().wanted = true;
+        }
+        r
     }
 }
 
-/// What `raft::Storage::snapshot` answers from a log's kept snapshot.
+/// What `raft::Storage::snapshot` answers from a log's kept snapshot: it, if it holds
+/// the engine's state (a compaction keeps only where it cut) and is recent enough;
+/// else "not yet" (the log then notes that one is wanted, and the replica makes it).
 pub fn kept_or_unavailable(snap: Snapshot, request_index: u64) -> raft::Result<Snapshot> {
     let index = snap.get_metadata().index;
-    if index == 0 || index < request_index {
+    if index == 0 || index < request_index || snap.data.is_empty() {
         return Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ));

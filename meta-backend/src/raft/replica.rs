@@ -40,8 +40,12 @@ pub trait DurableLog: raft::Storage {
     fn compact(&self, snap: &Snapshot, drop_to: u64) -> Result<(), String>;
     /// A leader's snapshot: kept, every entry dropped, the log continuing after it.
     fn install(&self, snap: &Snapshot) -> Result<(), String>;
-    /// The kept snapshot (empty: none).
+    /// The kept snapshot (empty: none). A compaction may keep only its metadata (where
+    /// the log was cut); its data is made when a follower needs it.
     fn kept_snapshot(&self) -> Snapshot;
+    /// Whether raft asked for a snapshot the log could not give since the last call
+    /// (none kept with data, or too old): the replica then makes one.
+    fn take_snapshot_wanted(&self) -> bool;
     /// Makes every change so far durable.
     fn sync(&self) -> Result<(), String>;
 }
@@ -222,6 +226,14 @@ impl<L: DurableLog + Clone> Replica<L> {
         // after a snapshot was installed, or an engine that starts empty): restore it.
         let kept = log.kept_snapshot();
         if kept.get_metadata().index > applied {
+            if kept.data.is_empty() {
+                return Err(ReplicaError::Log(format!(
+                    "the metadata engine applied entry {applied}, but the raft log was \
+                     compacted up to {}: the engine is not this log's (start this replica \
+                     with an empty data dir and --join to rebuild it from the others)",
+                    kept.get_metadata().index
+                )));
+            }
             applied = snapshot::restore(&*engine, &kept.data)
                 .map_err(|e| ReplicaError::Log(format!("kept snapshot: {e}")))?;
         }
@@ -522,40 +534,57 @@ impl<L: DurableLog + Clone> Replica<L> {
         Ok(())
     }
 
-    /// Every `snapshot_every` applied entries: the engine as a snapshot, and the log
-    /// compacted behind it.
+    /// Every `snapshot_every` applied entries the log is compacted: cut behind the
+    /// applied index, keeping where it cut (the snapshot's metadata). The engine's state
+    /// is dumped only when needed: after a membership change (a joining replica needs
+    /// it at once, and the whole log goes, see `step`) and when raft asks for a
+    /// snapshot to send (a follower behind the cut).
     fn maybe_compact(&mut self) -> Result<(), ReplicaError> {
         let every = self.cfg.snapshot_every;
         let first = self.first_index();
-        let due = self.snapshot_due && self.log.kept_snapshot().get_metadata().index < self.applied;
+        let kept = self.log.kept_snapshot().get_metadata().index;
+        let due = self.snapshot_due && kept < self.applied;
         let periodic = every > 0 && self.applied >= first && self.applied - first + 1 >= every;
-        if !due && !periodic {
+        let wanted = self.log.take_snapshot_wanted();
+        if !due && !periodic && !wanted {
             return Ok(());
         }
         self.snapshot_due = false;
-        let (index, data) = snapshot::dump(&*self.engine)?;
-        debug_assert_eq!(index, self.applied);
+        let (data, drop_to) = if due {
+            (self.dump()?, self.applied)
+        } else if wanted {
+            // Keep the cut where it is; only give the data.
+            (self.dump()?, 0)
+        } else {
+            (
+                Vec::new(),
+                self.applied.saturating_sub(self.cfg.keep_entries),
+            )
+        };
         let mut snap = Snapshot {
             data: data.into(),
             ..Snapshot::default()
         };
         let meta = snap.mut_metadata();
-        meta.index = index;
+        meta.index = self.applied;
         meta.term = self.applied_term;
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
-        // After a membership change the whole log goes: a replica that joins must
-        // start from a snapshot, since replaying the log from its first entry on an
-        // empty configuration would rebuild the wrong one.
-        let drop_to = if due {
-            index
-        } else {
-            index.saturating_sub(self.cfg.keep_entries)
-        };
         self.log
             .compact(&snap, drop_to)
             .map_err(ReplicaError::Log)?;
-        tracing::debug!(index, drop_to, "raft log compacted behind a snapshot");
+        tracing::debug!(
+            index = self.applied,
+            drop_to,
+            data = snap.data.len(),
+            "raft log compacted"
+        );
         Ok(())
+    }
+
+    fn dump(&self) -> Result<Vec<u8>, ReplicaError> {
+        let (index, data) = snapshot::dump(&*self.engine)?;
+        debug_assert_eq!(index, self.applied);
+        Ok(data)
     }
 
     fn apply_conf_change(&mut self, e: &Entry) -> Result<Option<Membership>, ReplicaError> {
@@ -871,24 +900,46 @@ mod tests {
     }
 
     #[test]
-    fn a_restarted_replica_with_an_empty_engine_restores_the_kept_snapshot() {
-        let mut net = Net::new(1, 10);
-        for seq in 1..=25 {
-            net.put(seq);
-        }
-        let r = net.rs.remove(&1).unwrap();
+    fn an_engine_behind_a_compacted_log_is_refused_and_an_installed_snapshot_restored() {
         let user_keys = |r: &Replica<MemLog>| {
             let mut s = state(r);
             s.retain(|(k, _)| k != b"R");
             s
         };
-        let (log, before) = (r.log().clone(), user_keys(&r));
+        // A compaction keeps only where it cut: an engine that lost what it applied
+        // cannot be rebuilt from this log, and says what to do.
+        let mut net = Net::new(1, 10);
+        for seq in 1..=25 {
+            net.put(seq);
+        }
+        let r = net.rs.remove(&1).unwrap();
         assert!(r.first_index() > 1);
+        let log = r.log().clone();
         drop(r);
-        log.crash();
-        // The engine is gone (a new, empty one); the kept snapshot and the log after it
-        // bring it back.
-        let mut r = Net::replica(1, log, 10);
+        let cfg = ReplicaConfig::new(1, 13);
+        let e = Replica::new(&cfg, log, Arc::new(MemKv::new()))
+            .err()
+            .expect("refused");
+        assert!(e.to_string().contains("--join"), "{e}");
+        // A snapshot installed from a leader is kept whole until the next compaction:
+        // a crash right after it (engine not yet written) restores it at start.
+        let mut net = Net::new(3, 10);
+        net.leader();
+        let behind = if net.leader().id() == 3 { 2 } else { 3 };
+        net.cut = vec![behind];
+        for seq in 1..=30 {
+            net.put(seq);
+        }
+        net.cut.clear();
+        net.run(20);
+        let r = net.rs.remove(&behind).unwrap();
+        let (log, before) = (r.log().clone(), user_keys(&r));
+        assert!(
+            !log.kept_snapshot().data.is_empty(),
+            "the installed snapshot"
+        );
+        drop(r);
+        let mut r = Net::replica(behind, log, 10);
         for _ in 0..40 {
             r.tick();
             r.handle_ready().unwrap();

@@ -37,6 +37,8 @@ pub struct SledLog {
     snapshots: sled::Tree,
     /// The compaction point and the last index, kept in memory.
     bounds: Arc<Mutex<Bounds>>,
+    /// Raft asked for a snapshot the log does not have.
+    wanted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -86,6 +88,7 @@ impl SledLog {
             state,
             snapshots,
             bounds: Arc::new(Mutex::new(Bounds { trunc, last })),
+            wanted: Arc::default(),
         })
     }
 
@@ -257,6 +260,10 @@ impl DurableLog for SledLog {
         })
     }
 
+    fn take_snapshot_wanted(&self) -> bool {
+        self.wanted.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+
     fn sync(&self) -> Result<(), String> {
         self.db.flush().map(|_| ()).map_err(|e| e.to_string())
     }
@@ -321,7 +328,12 @@ impl raft::Storage for SledLog {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        kept_or_unavailable(self.kept_snapshot(), request_index)
+        let r = kept_or_unavailable(self.kept_snapshot(), request_index);
+        if r.is_err() {
+            self.wanted
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        r
     }
 }
 

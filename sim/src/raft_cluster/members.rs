@@ -71,6 +71,7 @@ impl World {
             replica: None,
             restart_at: 0,
             removed: false,
+            durable_engine: Arc::default(),
         });
         self.group.push(0);
         let new = self.nodes.len() - 1;

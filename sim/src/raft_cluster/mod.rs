@@ -34,7 +34,7 @@ use ferrofs_core::replica::{Command, Digest, Outcome, ReadCheck, RequestId};
 use ferrofs_meta::raft::mem_log::INJECTED_IO_ERROR;
 use ferrofs_meta::raft::{MemLog, Message, Replica, ReplicaConfig};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 mod checks;
 mod clients;
@@ -134,6 +134,9 @@ struct Node {
     restart_at: u64,
     /// Removed from the cluster: stopped for good, left out of the checks.
     removed: bool,
+    /// The engine as of the log's last sync: what a crash leaves of it (a sled replica's
+    /// log and engine are made durable by one flush).
+    durable_engine: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>,
 }
 
 struct Client {
@@ -225,6 +228,7 @@ impl World {
                 replica: None,
                 restart_at: 0,
                 removed: false,
+                durable_engine: Arc::default(),
             })
             .collect();
         let clients = (0..cfg.clients as u64)
@@ -278,11 +282,27 @@ impl World {
         }
     }
 
-    /// Starts replica `i` from its durable log, with an empty engine that it fills by
-    /// applying the log again.
+    /// Starts replica `i` from its durable log and what its engine had when the log was
+    /// last synced; it applies the log after that again.
     fn start(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let engine: Arc<dyn Kv> = Arc::new(MemKv::new());
+        let mem = Arc::new(MemKv::new());
+        let pairs = node
+            .durable_engine
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let _ = kv::txn(&*mem, |t| {
+            for (k, v) in &pairs {
+                t.set(k, v);
+            }
+            Ok(())
+        });
+        let (m, durable) = (mem.clone(), node.durable_engine.clone());
+        node.log.on_sync(Arc::new(move || {
+            *durable.lock().unwrap_or_else(|e| e.into_inner()) = m.dump();
+        }));
+        let engine: Arc<dyn Kv> = mem;
         match Replica::new(&node.cfg, node.log.clone(), engine) {
             Ok(mut r) => {
                 r.set_skip_sync(self.cfg.plant == Some(RaftPlant::AckBeforeSync));
