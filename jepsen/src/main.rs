@@ -13,6 +13,13 @@
 //! (`sim::checkers::linearizable`). A lost acknowledged write, a duplicated one or a
 //! stale read each make the history non-linearizable.
 //!
+//! The file workload (`files`, `--files N`, 0 for none): a volume formatted on the
+//! cluster keeps its data in a real S3 server (`s3s-fs` on loopback; the run fails if
+//! it is not installed). File clients create, write (slice, PUT, `write_slice`),
+//! unlink and rename files as a mount does; after the heal every acknowledged file
+//! must be there with its bytes (lost acknowledged writes), a failed one must be
+//! missing, empty or whole, and the metadata invariants (`meta::check`) must hold.
+//!
 //! The network (`proxy`): every connection goes through a TCP proxy of its directed
 //! link, which the nemesis can drop (connections reset, new ones refused) or
 //! blackhole (nothing forwarded, new ones never connected on) and heal. Replica `i`'s
@@ -33,7 +40,8 @@
 //! ```
 //!
 //! The `ferrofs` binary is taken from `--bin`, `FERROFS_BIN`, or beside this one.
-//! Modules: `cluster` (the processes and their network), `proxy`, `nemesis`, `clients`.
+//! Modules: `cluster` (the processes and their network), `proxy`, `nemesis`, `clients`,
+//! `files`.
 
 mod clients;
 mod cluster;
