@@ -13,6 +13,13 @@
 //! (`sim::checkers::linearizable`). A lost acknowledged write, a duplicated one or a
 //! stale read each make the history non-linearizable.
 //!
+//! The file workload (`files`, `--files N`, 0 for none): a volume formatted on the
+//! cluster keeps its data in a real S3 server (`s3s-fs` on loopback; the run fails if
+//! it is not installed). File clients create, write (slice, PUT, `write_slice`),
+//! unlink and rename files as a mount does; after the heal every acknowledged file
+//! must be there with its bytes (lost acknowledged writes), a failed one must be
+//! missing, empty or whole, and the metadata invariants (`meta::check`) must hold.
+//!
 //! The network (`proxy`): every connection goes through a TCP proxy of its directed
 //! link, which the nemesis can drop (connections reset, new ones refused) or
 //! blackhole (nothing forwarded, new ones never connected on) and heal. Replica `i`'s
@@ -33,10 +40,12 @@
 //! ```
 //!
 //! The `ferrofs` binary is taken from `--bin`, `FERROFS_BIN`, or beside this one.
-//! Modules: `cluster` (the processes and their network), `proxy`, `nemesis`, `clients`.
+//! Modules: `cluster` (the processes and their network), `proxy`, `nemesis`, `clients`,
+//! `files`.
 
 mod clients;
 mod cluster;
+mod files;
 mod nemesis;
 mod proxy;
 
@@ -80,6 +89,10 @@ struct Args {
     /// The faults the nemesis chooses from (e.g. `--faults kill,pause` for no partitions).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause,partition")]
     faults: Vec<nemesis::Fault>,
+    /// File clients: they write files of a volume whose data is in a real S3 server
+    /// (`s3s-fs`, which must be installed; 0: no file workload and no S3 server).
+    #[arg(long, default_value_t = 2)]
+    files: usize,
     /// Keep the replicas' data and logs (printed at the end).
     #[arg(long)]
     keep: bool,
@@ -161,6 +174,23 @@ fn run(args: Args) -> Result<bool, String> {
         }
         thread::sleep(Duration::from_millis(100));
     }
+    // The volume of the file workload, its data in a real S3 server.
+    let s3 = if args.files > 0 {
+        let s3 = ferrofs_s3_backend::testing::S3Server::try_start().map_err(|e| {
+            format!("the file workload needs the S3 server: {e} (or run with --files 0)")
+        })?;
+        format_volume(&cluster, &s3, seed)?;
+        Some(s3)
+    } else {
+        None
+    };
+    let file_stats = Arc::new(files::FileStats::default());
+    let file_workers: Vec<_> = (0..args.files as u64)
+        .map(|n| {
+            let (addrs, s) = (cluster.addrs(), file_stats.clone());
+            thread::spawn(move || files::client(n, addrs, seed, s))
+        })
+        .collect();
     let shared = Arc::new(Shared::new(args.keys));
     let workers: Vec<_> = (0..args.clients as u64)
         .map(|n| {
@@ -175,7 +205,8 @@ fn run(args: Args) -> Result<bool, String> {
     let faults = nemesis::run(&mut cluster, &args.faults, duration, seed)?;
     cluster.heal()?;
     shared.stop.store(true, Ordering::SeqCst);
-    for w in workers {
+    file_stats.stop.store(true, Ordering::SeqCst);
+    for w in workers.into_iter().chain(file_workers) {
         let _ = w.join();
     }
     // A final read of every counter, after the heal.
@@ -207,6 +238,9 @@ fn run(args: Args) -> Result<bool, String> {
             anomalies.push(format!("key {k}: {e}"));
         }
     }
+    if let Some(s3) = &s3 {
+        check_files(&cluster, s3, &file_stats, &mut anomalies);
+    }
     println!(
         "ops: {} answered, {} without an answer (outcome unknown), {} reads that failed; faults: {faults}",
         shared.ok.load(Ordering::Relaxed),
@@ -237,4 +271,127 @@ fn run(args: Args) -> Result<bool, String> {
         }
         Ok(false)
     }
+}
+
+/// Formats the file workload's volume on the cluster, its data in a bucket of `s3`.
+fn format_volume(
+    cluster: &Cluster,
+    s3: &ferrofs_s3_backend::testing::S3Server,
+    seed: u64,
+) -> Result<(), String> {
+    let mut f = ferrofs_core::format::Format::new("jepsen", &format!("jepsen-{seed}"));
+    f.storage = "s3".into();
+    f.bucket = s3.create_bucket("jepsen");
+    f.access_key = Some(s3.access_key().into());
+    f.secret_key = Some(s3.secret_key().into());
+    f.validate()
+        .map_err(|e| format!("invalid volume settings: {e}"))?;
+    let rc = RaftClient::new(cluster.addrs())
+        .secret(SECRET.as_bytes())
+        .patience(Duration::from_secs(30));
+    let kv = ferrofs_core::replica::OptimisticKv::new(rc, 8999, 1);
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = ferrofs_core::Timespec::new(d.as_secs() as i64, d.subsec_nanos());
+    ferrofs_core::meta::Meta::format(&kv, &f, false, now)
+        .map_err(|e| format!("cannot format the volume on the cluster: {e}"))
+}
+
+/// The file workload's final check (after the heal): every record against what a
+/// fresh client sees, and the metadata invariants over the whole keyspace.
+fn check_files(
+    cluster: &Cluster,
+    s3: &ferrofs_s3_backend::testing::S3Server,
+    stats: &files::FileStats,
+    anomalies: &mut Vec<String>,
+) {
+    use files::{FileRec, Later};
+    let records = stats.records.lock().unwrap();
+    let acked = records.iter().filter(|r| r.written.is_ok()).count();
+    let later = |f: fn(&FileRec) -> bool| records.iter().filter(|r| f(r)).count();
+    let unlinked = later(|r| matches!(r.later, Later::Unlinked { acked: true }));
+    let renamed = later(|r| matches!(r.later, Later::Renamed { acked: true, .. }));
+    let mut found = Vec::new();
+    // One snapshot of the whole keyspace, read from the healed cluster in one
+    // transaction; the counters' keys are not the volume's. The checks read it from
+    // memory (thousands of lookups through the cluster would take minutes here).
+    let rc = RaftClient::new(cluster.addrs())
+        .secret(SECRET.as_bytes())
+        .patience(Duration::from_secs(30));
+    let engine = ferrofs_core::replica::OptimisticKv::new(rc, 8998, 1);
+    let mut read_back = Duration::ZERO;
+    let verified = match ferrofs_core::meta::check::dump(&engine) {
+        Err(e) => {
+            found.push(format!("cannot read the volume after the heal: {e}"));
+            0
+        }
+        Ok(mut pairs) => {
+            pairs.retain(|(k, _)| !k.starts_with(b"jepsen/"));
+            let opts = ferrofs_core::meta::check::CheckOptions {
+                no_open_files: true,
+                ids_from_counters: true,
+            };
+            let pairs_ref = pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+            for v in ferrofs_core::meta::check::check_keyspace(pairs_ref, opts) {
+                found.push(format!("metadata invariant {v}"));
+            }
+            let mem = Arc::new(ferrofs_core::kv::MemKv::new());
+            let copied = ferrofs_core::kv::txn(&*mem, |t| {
+                for (k, v) in &pairs {
+                    t.set(k, v);
+                }
+                Ok(())
+            });
+            match copied
+                .and_then(|()| ferrofs_core::meta::Meta::load(mem))
+                .map_err(|e| format!("cannot load the volume from its snapshot: {e}"))
+                .and_then(|meta| files::open_store(&meta).map(|store| (meta, store)))
+            {
+                Err(e) => {
+                    found.push(e);
+                    0
+                }
+                Ok((meta, store)) => {
+                    // Read every name once, on a few threads (the GETs dominate).
+                    let mut names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+                    names.extend(records.iter().filter_map(|r| match &r.later {
+                        Later::Renamed { to, .. } => Some(to.as_str()),
+                        _ => None,
+                    }));
+                    let t = Instant::now();
+                    let seen: std::collections::HashMap<&str, _> = thread::scope(|s| {
+                        let per = names.len().div_ceil(4).max(1);
+                        let parts: Vec<_> = names
+                            .chunks(per)
+                            .map(|part| {
+                                let (meta, store) = (&meta, &store);
+                                s.spawn(move || {
+                                    part.iter()
+                                        .map(|n| (*n, files::observe(meta, &**store, n)))
+                                        .collect::<Vec<_>>()
+                                })
+                            })
+                            .collect();
+                        parts.into_iter().flat_map(|p| p.join().unwrap()).collect()
+                    });
+                    read_back = t.elapsed();
+                    let (verified, bad) = files::check(&records, |name| seen[name].clone());
+                    found.extend(bad);
+                    verified
+                }
+            }
+        }
+    };
+    found.extend(stats.anomalies.lock().unwrap().iter().cloned());
+    println!(
+        "files ({}): {} written, {acked} acknowledged, {} failed (outcome unknown), {} bytes acknowledged; {unlinked} unlinked, {renamed} renamed; {verified} verified (read back in {:.1}s), {} anomalies",
+        s3.endpoint(),
+        records.len(),
+        records.len() - acked,
+        stats.bytes.load(Ordering::Relaxed),
+        read_back.as_secs_f64(),
+        found.len()
+    );
+    anomalies.extend(found.into_iter().map(|a| format!("files: {a}")));
 }
