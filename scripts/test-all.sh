@@ -50,7 +50,7 @@ cargo run -p sim --locked -- --time-limit "${SIM_TIME_LIMIT:-120s}"
 echo "== simulation of the replicated engine's Raft layer: fresh seeds, time-boxed"
 cargo run -p sim --locked -- --raft --time-limit "${RAFT_SIM_TIME_LIMIT:-30s}"
 
-echo "== jepsen: three meta-server processes killed and paused under concurrent clients"
+echo "== jepsen: three meta-server processes killed, paused and partitioned under concurrent clients, files on S3"
 cargo run -p ferrofs-jepsen --locked -- --time "${JEPSEN_TIME:-60s}"
 
 echo "== pjdfstest"

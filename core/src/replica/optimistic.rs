@@ -59,7 +59,7 @@ pub trait Remote: Send + Sync {
         Ok((self.scan(start, end, limit, fresh)?, None))
     }
     /// [`Remote::get_many`] with the index of the state read.
-    fn get_many_at(&self, keys: &[Vec<u8>]) -> Result<(Vec<Option<Vec<u8>>>, Option<u64>)> {
+    fn get_many_at(&self, keys: &[Vec<u8>]) -> Result<(Values, Option<u64>)> {
         Ok((self.get_many(keys)?, None))
     }
     /// Whether all of `reads` hold at one linearizable moment.
@@ -68,6 +68,9 @@ pub trait Remote: Send + Sync {
     /// remote sends the same command (same id) again: replicas apply it once.
     fn commit(&self, cmd: &Command) -> Result<Outcome>;
 }
+
+/// What a `get_many` returns: each key's value, or none.
+pub type Values = Vec<Option<Vec<u8>>>;
 
 /// Records what a transaction read through it.
 struct RecordingView<'a, R: Remote + ?Sized> {

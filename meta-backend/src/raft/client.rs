@@ -11,6 +11,7 @@ use super::replica::Change;
 use super::tls::Stream;
 use super::wire::{self, MembersInfo, Request, Response};
 use ferrofs_core::kv::KvPair;
+use ferrofs_core::replica::optimistic::Values;
 use ferrofs_core::replica::{ChangeBatch, Command, Outcome, ReadCheck, Remote, RequestId};
 use ferrofs_core::{Errno, Result};
 use std::collections::HashMap;
@@ -325,7 +326,7 @@ impl Remote for RaftClient {
         }
     }
 
-    fn get_many_at(&self, keys: &[Vec<u8>]) -> Result<(Vec<Option<Vec<u8>>>, Option<u64>)> {
+    fn get_many_at(&self, keys: &[Vec<u8>]) -> Result<(Values, Option<u64>)> {
         match self.call_indexed(&Request::GetManyApplied(keys.to_vec()))? {
             (Response::Values(v), at) if v.len() == keys.len() => Ok((v, at)),
             (r, _) => Err(unexpected(r)),

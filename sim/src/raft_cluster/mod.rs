@@ -29,7 +29,7 @@
 use crate::checkers::linearizable::{self, Counter, CounterOp, CounterOut, Operation};
 use crate::rng::Rng;
 use crate::trace::Fnv;
-use ferrofs_core::kv::{self, Kv, MemKv, WriteSet};
+use ferrofs_core::kv::{self, Kv, KvPair, MemKv, WriteSet};
 use ferrofs_core::replica::{Command, Digest, Outcome, ReadCheck, RequestId};
 use ferrofs_meta::raft::mem_log::INJECTED_IO_ERROR;
 use ferrofs_meta::raft::{MemLog, Message, Replica, ReplicaConfig};
@@ -136,7 +136,7 @@ struct Node {
     removed: bool,
     /// The engine as of the log's last sync: what a crash leaves of it (a sled replica's
     /// log and engine are made durable by one flush).
-    durable_engine: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>,
+    durable_engine: Arc<Mutex<Vec<KvPair>>>,
 }
 
 struct Client {
