@@ -8,8 +8,10 @@
 //! seeds in.
 
 pub mod coherence;
+pub mod group;
 pub mod index;
 pub mod meta;
+pub mod peer_wire;
 pub mod policy;
 pub mod readahead;
 pub mod ring;

@@ -212,6 +212,13 @@ impl Checker {
             // they carried the index of the latest command), request outcomes, membership.
             Some(b'R') if matches!((k.len(), v.len()), (1, 8) | (9, 8) | (9, 16) | (17, 1)) => {}
             Some(b'R') if k == crate::replica::MEMBERS_KEY.as_slice() => {}
+            // Cache groups: the peer secret and members' registrations.
+            Some(b'N') if k == keys::PEER_SECRET && v.len() == 32 => {}
+            Some(b'N') if keys::group_member_of(k).is_some() => {
+                if crate::cache::group::Registration::decode(v).is_none() {
+                    self.bad("decode", format!("{} is not a registration", show(k)));
+                }
+            }
             _ => self.bad("key", format!("unknown key {}", show(k))),
         }
     }

@@ -248,6 +248,56 @@ pub fn held_of(key: &[u8]) -> Option<(u64, Ino)> {
     Some((u64::from_be_bytes(s), Ino(u64::from_be_bytes(i))))
 }
 
+/// `N 0`: the volume's peer secret (32 random bytes, created by the first cache-group
+/// member), from which cache-group peers derive the key they authenticate with.
+pub const PEER_SECRET: &[u8] = b"N\0";
+
+/// Longest cache-group name (bytes).
+pub const GROUP_NAME_MAX: usize = 63;
+/// Longest cache-group member id (bytes).
+pub const MEMBER_ID_MAX: usize = 128;
+
+fn group_prefix(group: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + group.len());
+    k.push(b'N');
+    k.push(group.len() as u8);
+    k.extend_from_slice(group.as_bytes());
+    k
+}
+
+/// `N len(1) group member`: a cache-group member's registration. The group's length
+/// byte (1..=63) keeps one group's members apart from another's whose name extends it.
+pub fn group_member(group: &str, member: &str) -> Vec<u8> {
+    let mut k = group_prefix(group);
+    k.extend_from_slice(member.as_bytes());
+    k
+}
+
+/// `[N len group, N len group')`: every member of a group (`group'` is the name with
+/// its last byte bumped; names are printable ASCII, so it never overflows).
+pub fn group_range(group: &str) -> (Vec<u8>, Vec<u8>) {
+    let start = group_prefix(group);
+    let mut end = start.clone();
+    if let Some(last) = end.last_mut() {
+        *last = last.saturating_add(1);
+    }
+    (start, end)
+}
+
+/// (group, member) of an `N` member key; `None` for anything else (the peer secret
+/// included).
+pub fn group_member_of(key: &[u8]) -> Option<(&str, &str)> {
+    let (&tag, rest) = key.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    let len = len as usize;
+    if tag != b'N' || len == 0 || len > GROUP_NAME_MAX || rest.len() <= len {
+        return None;
+    }
+    let group = std::str::from_utf8(&rest[..len]).ok()?;
+    let member = std::str::from_utf8(&rest[len..]).ok()?;
+    Some((group, member))
+}
+
 /// The u64 after the one-byte tag of a `G`, `U`, `W`, `H` or `L` key.
 pub fn id_of(key: &[u8]) -> Option<u64> {
     let b: [u8; 8] = key.get(1..9)?.try_into().ok()?;
@@ -284,5 +334,20 @@ mod tests {
         let (hs, he) = session_held_range(u64::MAX);
         assert!(hs < held(u64::MAX, Ino(u64::MAX)) && held(u64::MAX, Ino(u64::MAX)) < he);
         assert!(chunk(Ino(1), ChunkIndex(u32::MAX)) < chunk_range_from(Ino(1), 0).1);
+        assert_eq!(group_member("gpu", "n1"), b"N\x03gpun1");
+        assert_eq!(
+            group_member_of(&group_member("gpu", "n1")),
+            Some(("gpu", "n1"))
+        );
+        assert_eq!(group_member_of(PEER_SECRET), None);
+        // Group "gp" does not see members of "gpu" (nor the other way round).
+        let (s, e) = group_range("gp");
+        let k = group_member("gpu", "x");
+        assert!(!(s <= k && k < e));
+        let (s, e) = group_range("gpu");
+        assert!(
+            s <= k && k < e && !(s <= group_member("gp", "ux") && group_member("gp", "ux") < e)
+        );
+        assert!(!(s.as_slice() <= PEER_SECRET && PEER_SECRET < e.as_slice()));
     }
 }

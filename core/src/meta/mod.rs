@@ -17,6 +17,7 @@ pub mod perm;
 
 mod attrs;
 mod data;
+mod group;
 mod ids;
 mod locks;
 mod namespace;
