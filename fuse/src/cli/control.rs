@@ -8,6 +8,8 @@
 //! - `{"op": "warmup", "mode": "fill"|"check"|"evict", "inos": [..], "threads": N,
 //!   "background": bool}`: warm-up of the files with these inodes.
 //! - `{"op": "cache"}`: the block cache's counters.
+//! - `{"op": "group"}`: the cache group's members and peer traffic, and the GETs this
+//!   process sent to the object store (a mount's, or a `ferrofs cache-node`'s).
 
 use crate::vfs::{Vfs, WarmMode, Warmed};
 use ferrofs_core::Ino;
@@ -26,7 +28,11 @@ pub fn socket_path(mountpoint: &Path) -> PathBuf {
 
 /// Serves the control socket until the process exits.
 pub fn serve(mountpoint: &Path, vfs: Arc<Vfs>) {
-    let path = socket_path(mountpoint);
+    serve_at(socket_path(mountpoint), vfs)
+}
+
+/// Serves a control socket at `path` (a cache node's) until the process exits.
+pub fn serve_at(path: PathBuf, vfs: Arc<Vfs>) {
     let _ = std::fs::remove_file(&path);
     let listener = match UnixListener::bind(&path) {
         Ok(l) => l,
@@ -64,6 +70,7 @@ fn handle(conn: UnixStream, vfs: &Arc<Vfs>) {
         Ok(req) => match req["op"].as_str() {
             Some("warmup") => warmup(&req, vfs, &mut out),
             Some("cache") => cache_counters(vfs),
+            Some("group") => group_counters(vfs),
             other => json!({ "error": format!("unknown op {other:?}") }),
         },
     };
@@ -87,6 +94,26 @@ fn cache_counters(vfs: &Vfs) -> Value {
             }})
         }
     }
+}
+
+fn group_counters(vfs: &Vfs) -> Value {
+    let Some(g) = vfs.group() else {
+        return json!({ "error": "this process is in no cache group (--cache-group)",
+                       "store_gets": vfs.store_gets() });
+    };
+    let c = g.stats.snapshot();
+    let members: Vec<Value> = g
+        .members()
+        .into_iter()
+        .map(|(id, weight, addr)| json!({ "id": id, "weight": weight, "addr": addr }))
+        .collect();
+    json!({ "done": {
+        "group": g.name(), "sharing": g.sharing(), "members": members,
+        "membership_changes": g.changes(), "store_gets": vfs.store_gets(),
+        "calls": c.calls, "hits": c.hits, "bytes_in": c.bytes_in, "failures": c.failures,
+        "timeouts": c.timeouts, "corrupt": c.corrupt, "skipped": c.skipped,
+        "served": c.served, "bytes_out": c.bytes_out, "pulled": c.pulled,
+    }})
 }
 
 /// Totals of a warm-up, shared by its worker threads.
@@ -118,8 +145,8 @@ impl Totals {
 }
 
 fn warmup(req: &Value, vfs: &Arc<Vfs>, out: &mut UnixStream) -> Value {
-    if vfs.block_cache().is_none() {
-        return json!({ "error": "this mount has no block cache (--cache-size 0): nothing to warm" });
+    if vfs.block_cache().is_none() && vfs.group().is_none() {
+        return json!({ "error": "this mount has no block cache (--cache-size 0) and is in no cache group: nothing to warm" });
     }
     let mode = match req["mode"].as_str() {
         Some("fill") => WarmMode::Fill,

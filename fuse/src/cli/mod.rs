@@ -2,10 +2,12 @@
 //! in its own module; errors reach the user as one line saying what is wrong and what
 //! to do, with a non-zero exit code.
 
+mod cache_node;
 mod cache_opts;
 mod control;
 mod feed;
 mod format;
+mod group;
 mod meta_member;
 mod meta_server;
 mod mount;
@@ -58,6 +60,14 @@ pub enum Command {
     /// raft://HOST1:PORT,HOST2:PORT,HOST3:PORT as META-URL. A majority must be up.
     #[command(name = "meta-server")]
     MetaServer(MetaServerArgs),
+    /// Run a dedicated cache-group member without a mount: it keeps its share of the
+    /// group's blocks on its cache dirs and serves them to the group's readers (the
+    /// independent cache cluster).
+    #[command(
+        name = "cache-node",
+        after_help = "Example (three cache nodes, and a training pod that only reads from them):\n  ferrofs cache-node META-URL --cache-group train --cache-dir /ssd1 --cache-size 1T --group-listen 10.0.0.1:9600\n  ferrofs cache-node META-URL --cache-group train --cache-dir /ssd1 --cache-size 1T --group-listen 10.0.0.2:9600\n  ferrofs cache-node META-URL --cache-group train --cache-dir /ssd1 --cache-size 1T --group-listen 10.0.0.3:9600\n  ferrofs mount META-URL /mnt/data --cache-group train --no-sharing\n  ferrofs warmup /mnt/data/dataset     # every block lands on its owner once"
+    )]
+    CacheNode(CacheNodeArgs),
     /// List, add, remove or replace the replicas of a running meta-server cluster,
     /// without downtime.
     #[command(
@@ -65,6 +75,70 @@ pub enum Command {
         after_help = "Example (replace replica 3 by a new replica 4):\n  ferrofs meta-server --join --id 4 --peers 1=h1:7001,2=h2:7002,4=h4:7004 --data-dir /var/lib/ferrofs/r4 &\n  ferrofs meta-member replace raft://h1:7001,h2:7002,h3:7003 3 4=h4:7004\nA new replica starts with --join and an empty data dir; `add` makes it a learner, waits until it has caught up (by snapshot and log), then makes it a voter."
     )]
     MetaMember(MetaMemberArgs),
+}
+
+/// Cache-group membership, for `mount` and `cache-node`.
+#[derive(Args, Debug, Clone)]
+pub struct GroupArgs {
+    /// Join this cache group: members pool their block caches, each block is kept by one
+    /// owner (consistent hashing by weight) and read from it by the others. Members find
+    /// each other through the metadata engine.
+    #[arg(long, value_name = "NAME")]
+    pub cache_group: Option<String>,
+    /// Read from the cache group but never own or serve blocks (ephemeral training
+    /// pods); such a member still keeps what it reads in its own --cache-dir.
+    #[arg(long, requires = "cache_group")]
+    pub no_sharing: bool,
+    /// This member's share of the group's blocks relative to the others' (e.g. 2 for a
+    /// cache twice as large).
+    #[arg(long, default_value_t = 1, value_name = "W")]
+    pub group_weight: u32,
+    /// Where this member serves its blocks to the group (port 0: any free port). Only
+    /// loopback by default: give an address the other members can reach.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "HOST:PORT")]
+    pub group_listen: String,
+    /// The address the other members reach this one at, when it is not --group-listen's
+    /// (needed with --group-listen 0.0.0.0:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub group_advertise: Option<String>,
+    /// This member's id in the group. Default: the host name and a hash of the cache
+    /// dirs, the same after a restart, so a restarted member owns what it has cached.
+    #[arg(long, value_name = "ID")]
+    pub group_id: Option<String>,
+    /// How long to wait for a block's owner before reading object storage instead
+    /// (an owner that keeps failing is skipped for a while).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub remote_timeout: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct CacheNodeArgs {
+    /// Metadata engine URL of the volume whose blocks it caches.
+    #[arg(value_name = "META-URL")]
+    pub meta_url: String,
+    #[command(flatten)]
+    pub group: GroupArgs,
+    /// Block cache dirs, separated by ':' (wildcards allowed), or `memory`.
+    #[arg(long, value_name = "DIRS")]
+    pub cache_dir: String,
+    /// Total size of the cache, split across the dirs.
+    #[arg(long, default_value = "100G", value_parser = parse_size, value_name = "SIZE")]
+    pub cache_size: u64,
+    /// Keep at least this fraction of each cache disk free.
+    #[arg(long, default_value_t = 0.1, value_name = "RATIO")]
+    pub free_space_ratio: f64,
+    /// Which cached blocks go first when the cache is full.
+    #[arg(long, default_value = "s3-fifo", value_name = "POLICY")]
+    pub cache_eviction: ferrofs_core::cache::policy::PolicyKind,
+    /// Object-store downloads in flight at once.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_downloads: usize,
+    /// Retries of a failing object-store request.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub io_retries: u32,
+    /// Time allowed for one object-store request.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -346,6 +420,8 @@ pub struct MountArgs {
     /// Log file of a background mount (default: /var/log/ferrofs.log as root, else ~/.ferrofs/ferrofs.log).
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
+    #[command(flatten)]
+    pub group: GroupArgs,
 }
 
 #[derive(Args, Debug)]
@@ -384,6 +460,7 @@ pub fn main() -> i32 {
         Command::Warmup(a) => warmup::run(a),
         Command::MetaServer(a) => meta_server::run(a),
         Command::MetaMember(a) => meta_member::run(a),
+        Command::CacheNode(a) => cache_node::run(a),
     };
     match result {
         Ok(()) => 0,

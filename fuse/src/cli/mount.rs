@@ -156,6 +156,8 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         cache,
     ));
     vfs.resume_staged(staged);
+    let stop = Arc::new(AtomicBool::new(false));
+    let group = super::group::join(&a.group, &meta, &vfs, &cache_spec, stop.clone())?;
     let in_sync = Arc::new(AtomicBool::new(false));
     let mut fs = FerroFs::new(vfs.clone(), lifetimes.kernel);
     if feed {
@@ -198,7 +200,6 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         super::status::serve_status(&url, meta.clone());
     }
     super::control::serve(mountpoint, vfs.clone());
-    let stop = Arc::new(AtomicBool::new(false));
     let gc = spawn_gc(vfs.clone(), stop.clone(), session_ttl, usage.clone());
     let feed_thread = if feed {
         let config = FeedConfig {
@@ -219,6 +220,9 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     let _ = gc.join();
     if let Some(t) = feed_thread {
         let _ = t.join();
+    }
+    if let Some(g) = group {
+        g.leave();
     }
     // `destroy` flushed open files; flush again in case the kernel skipped it.
     let shutdown = vfs.shutdown();
@@ -420,7 +424,7 @@ fn spawn_gc(
         .expect("spawn gc thread")
 }
 
-fn signal_set() -> libc::sigset_t {
+pub(super) fn signal_set() -> libc::sigset_t {
     // SAFETY: plain sigset manipulation on a local value.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -432,7 +436,7 @@ fn signal_set() -> libc::sigset_t {
     }
 }
 
-fn block_signals() {
+pub(super) fn block_signals() {
     let set = signal_set();
     // SAFETY: `set` is initialised; blocking signals in this thread only.
     unsafe {
@@ -547,7 +551,7 @@ fn default_log_path() -> PathBuf {
     }
 }
 
-fn default_cache_dir() -> String {
+pub(super) fn default_cache_dir() -> String {
     if unsafe { libc::geteuid() } == 0 {
         "/var/lib/ferrofs/cache".to_string()
     } else {
@@ -558,7 +562,7 @@ fn default_cache_dir() -> String {
     }
 }
 
-fn hostname() -> String {
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()

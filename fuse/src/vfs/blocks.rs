@@ -3,18 +3,29 @@
 //! GET), the local block cache, and last the object store. Prefetches for readahead run
 //! on a pool of download threads and land in the same memory set.
 //!
+//! In a cache group (`--cache-group`) a block owned by a peer is asked of that peer
+//! after the local cache, before object storage; an owner that misses a block may pull it
+//! from its previous owner (grace period); and this member serves the blocks it owns to
+//! its peers ([`BlockService`]), reading object storage at most once per block at a time.
+//!
 //! Block objects never change once written (a slice id is never reused), so a block in
 //! memory or in a cache is valid for as long as any slice list names it.
 
 use super::cache::BlockCache;
 use super::pool::{Pool, Task};
+use crate::group::{BlockService, Group};
+use ferrofs_core::cache::group::Route;
+use ferrofs_core::cache::peer_wire::{Op, Reply};
 use ferrofs_core::cache::policy::{new_policy, EvictionPolicy, PolicyKind};
-use ferrofs_core::chunk::block::{decode_block, plan_block_read, verify_block_read, BlockError};
+use ferrofs_core::chunk::block::{
+    decode_block, encode_block, plan_block_read, verify_block_read, BlockError,
+};
 use ferrofs_core::chunk::BlockKey;
 use ferrofs_core::{Errno, Result};
 use ferrofs_s3_backend::{ObjectStore, StoreError};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Verified bytes of a whole block, or why there are none (ENOENT: the object is missing).
 pub type Fetched = Result<Arc<Vec<u8>>>;
@@ -60,6 +71,19 @@ pub struct Blocks {
     recent: Mutex<Recent>,
     inflight: Mutex<BTreeMap<BlockKey, Arc<Task<Fetched>>>>,
     prefetcher: Pool,
+    group: OnceLock<Arc<Group>>,
+    /// GETs sent to the object store (whole blocks and ranges).
+    store_gets: AtomicU64,
+}
+
+/// Who a block is fetched for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum For {
+    /// A reader of this member: a peer owner may give it.
+    Reader,
+    /// A peer asking this member: never asks the owner (that could loop); with
+    /// `local_only` false it may pull from the previous owner.
+    Peer { local_only: bool },
 }
 
 impl Blocks {
@@ -84,17 +108,37 @@ impl Blocks {
             }),
             inflight: Mutex::default(),
             prefetcher: Pool::new("ferrofs-prefetch", prefetch_threads),
+            group: OnceLock::new(),
+            store_gets: AtomicU64::new(0),
         }
+    }
+
+    /// Makes this client a member of a cache group (once).
+    pub fn join_group(&self, group: Arc<Group>) -> Result<()> {
+        self.group.set(group).map_err(|_| Errno::EEXIST)
+    }
+
+    pub fn group(&self) -> Option<&Arc<Group>> {
+        self.group.get()
+    }
+
+    /// GETs this client sent to the object store so far.
+    pub fn store_gets(&self) -> u64 {
+        self.store_gets.load(Ordering::Relaxed)
     }
 
     /// The verified data of block `key`.
     pub fn block(&self, key: &BlockKey) -> Fetched {
+        self.block_as(key, For::Reader)
+    }
+
+    fn block_as(&self, key: &BlockKey, who: For) -> Fetched {
         if let Some(b) = lock(&self.recent).get(key) {
             return Ok(b);
         }
         match self.claim(key) {
             Err(t) => t.wait(),
-            Ok(task) => self.fetch_for(key, &task),
+            Ok(task) => self.fetch_for(key, &task, who),
         }
     }
 
@@ -111,8 +155,8 @@ impl Blocks {
     }
 
     /// Fetches a claimed block and completes its task.
-    fn fetch_for(&self, key: &BlockKey, task: &Task<Fetched>) -> Fetched {
-        let fetched = self.fetch_whole(key);
+    fn fetch_for(&self, key: &BlockKey, task: &Task<Fetched>, who: For) -> Fetched {
+        let fetched = self.fetch_whole(key, who);
         if let Ok(b) = &fetched {
             lock(&self.recent).insert(*key, b.clone());
         }
@@ -128,7 +172,12 @@ impl Blocks {
         if let Some(b) = lock(&self.recent).get(key) {
             return Ok(b[offset as usize..(offset + len) as usize].to_vec());
         }
-        if self.cache.as_ref().is_some_and(|c| c.contains(key)) {
+        let from_peer = self
+            .group
+            .get()
+            .is_some_and(|g| matches!(g.route(key), Route::Peer { .. }));
+        if from_peer || self.cache.as_ref().is_some_and(|c| c.contains(key)) {
+            // A peer serves whole blocks: its copy beats a ranged read of the store.
             let b = self.block(key)?;
             return Ok(b[offset as usize..(offset + len) as usize].to_vec());
         }
@@ -153,11 +202,12 @@ impl Blocks {
         };
         let me = self.clone();
         self.prefetcher.spawn(move || {
-            let _ = me.fetch_for(&key, &task);
+            let _ = me.fetch_for(&key, &task, For::Reader);
         });
     }
 
     fn get(&self, name: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
+        self.store_gets.fetch_add(1, Ordering::Relaxed);
         self.store.get(name, offset, len).map_err(|e| match e {
             StoreError::NotFound(_) => Errno::ENOENT,
             e => {
@@ -167,12 +217,35 @@ impl Blocks {
         })
     }
 
-    /// The block from the local cache, else one GET of the whole object, verified
-    /// and then cached. A mismatch may have been damage in flight: it is fetched once
-    /// more before the object is called corrupt (EIO).
-    fn fetch_whole(&self, key: &BlockKey) -> Fetched {
+    /// The block from the local cache, else from its owner in the cache group (or its
+    /// previous owner), else one GET of the whole object, verified and then cached. A
+    /// mismatch may have been damage in flight: it is fetched once more before the
+    /// object is called corrupt (EIO).
+    ///
+    /// A sharing member caches only the blocks it owns (the others are its peers' to
+    /// keep); a `--no-sharing` member and a client outside any group cache what they read.
+    fn fetch_whole(&self, key: &BlockKey, who: For) -> Fetched {
         if let Some(data) = self.cache.as_ref().and_then(|c| c.get(key)) {
             return Ok(Arc::new(data));
+        }
+        let mut keep = true;
+        if let Some(g) = self.group.get() {
+            let owned = g.route(key) == Route::Local;
+            let from_peer = match who {
+                For::Reader if !owned => g.get(key),
+                For::Reader => g.pull_previous(key),
+                For::Peer { local_only: false } if owned => g.pull_previous(key),
+                For::Peer { .. } => None,
+            };
+            keep = owned || !g.sharing() || matches!(who, For::Peer { .. });
+            if let Some(data) = from_peer {
+                if keep {
+                    if let Some(c) = &self.cache {
+                        c.put(key, &encode_block(&data));
+                    }
+                }
+                return Ok(Arc::new(data));
+            }
         }
         let name = key.object_name();
         self.verified(&name, || {
@@ -181,7 +254,7 @@ impl Blocks {
                 if let Err(e) = decode_block(key.len, &object) {
                     return Ok(Err(e));
                 }
-                if let Some(c) = &self.cache {
+                if let (Some(c), true) = (&self.cache, keep) {
                     c.put(key, &object);
                 }
             } else if object.len() < key.len as usize {
@@ -246,4 +319,67 @@ impl Blocks {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl BlockService for Blocks {
+    /// A peer's request for a block this member owns (or owned): from memory, a fetch
+    /// under way, the cache, the previous owner, then object storage once.
+    fn serve(&self, op: Op, local_only: bool, key: &BlockKey) -> Reply {
+        let reply = match op {
+            Op::Get => match self.block_as(key, For::Peer { local_only }) {
+                Ok(data) => Reply::Block(*key, encode_block(&data)),
+                Err(e) => failed(e),
+            },
+            Op::Check => Reply::Warmed {
+                cached: self.cache.as_ref().is_some_and(|c| c.contains(key)),
+                fetched: false,
+            },
+            Op::Evict => {
+                if let Some(c) = &self.cache {
+                    c.evict(key);
+                }
+                Reply::Warmed {
+                    cached: false,
+                    fetched: false,
+                }
+            }
+            Op::Warm => match &self.cache {
+                None => Reply::Failed("this member has no block cache".into()),
+                Some(c) if c.contains(key) => Reply::Warmed {
+                    cached: true,
+                    fetched: false,
+                },
+                Some(c) => match self.block_as(key, For::Peer { local_only }) {
+                    Ok(data) => {
+                        if !c.contains(key) {
+                            // It was in memory already, not cached.
+                            c.put(key, &encode_block(&data));
+                        }
+                        Reply::Warmed {
+                            cached: c.contains(key),
+                            fetched: true,
+                        }
+                    }
+                    Err(e) => failed(e),
+                },
+            },
+        };
+        if let Some(g) = self.group.get() {
+            g.stats.served.fetch_add(1, Ordering::Relaxed);
+            if let Reply::Block(_, object) = &reply {
+                g.stats
+                    .bytes_out
+                    .fetch_add(object.len() as u64, Ordering::Relaxed);
+            }
+        }
+        reply
+    }
+}
+
+fn failed(e: Errno) -> Reply {
+    if e == Errno::ENOENT {
+        Reply::Missing
+    } else {
+        Reply::Failed(format!("cannot read the block from object storage ({e:?})"))
+    }
 }

@@ -202,6 +202,26 @@ impl Vfs {
         self.cache.as_ref()
     }
 
+    /// Makes this client a member of a cache group: reads ask blocks' owners, and the
+    /// blocks it owns are served by [`Vfs::block_service`] (run by the caller's server).
+    pub fn join_group(&self, group: Arc<crate::group::Group>) -> Result<()> {
+        self.blocks.join_group(group)
+    }
+
+    pub fn group(&self) -> Option<&Arc<crate::group::Group>> {
+        self.blocks.group()
+    }
+
+    /// What this client serves to its cache-group peers.
+    pub fn block_service(&self) -> Arc<dyn crate::group::BlockService> {
+        self.blocks.clone()
+    }
+
+    /// GETs this client sent to the object store for block data so far.
+    pub fn store_gets(&self) -> u64 {
+        self.blocks.store_gets()
+    }
+
     /// Queues blocks an earlier run staged (found by `BlockCache::open`) for upload.
     /// Without writeback they are uploaded now, on this thread.
     pub fn resume_staged(&self, keys: Vec<BlockKey>) {

@@ -1,7 +1,10 @@
-//! Warm-up: filling, checking or emptying the local block cache for whole files, for
-//! `ferrofs warmup` through the running mount.
+//! Warm-up: filling, checking or emptying the block cache for whole files, for
+//! `ferrofs warmup` through the running mount: the local cache, or in a cache group the
+//! cache of each block's owner.
 
 use super::Vfs;
+use ferrofs_core::cache::group::Route;
+use ferrofs_core::cache::peer_wire::Op;
 use ferrofs_core::chunk::block::encode_block;
 use ferrofs_core::chunk::{read_plan, BlockKey, ReadPiece};
 use ferrofs_core::{ChunkIndex, Errno, Ino, Result, CHUNK_SIZE};
@@ -48,10 +51,38 @@ impl Vfs {
         Ok(keys.into_iter().collect())
     }
 
-    /// Warms one block: `Fill` fetches it into the cache unless it is there.
+    /// Warms one block: `Fill` fetches it into the cache unless it is there. In a cache
+    /// group the block's owner does it in its own cache (warm once, read anywhere); a
+    /// block this member owns is warmed here.
     pub fn warm_block(&self, key: &BlockKey, mode: WarmMode) -> Result<Warmed> {
-        let cache = self.cache.as_ref().ok_or(Errno::EOPNOTSUPP)?;
         let bytes = key.len as u64;
+        if let Some(g) = self.blocks.group() {
+            if let Route::Peer { id, .. } = g.route(key) {
+                let op = match mode {
+                    WarmMode::Fill => Op::Warm,
+                    WarmMode::Check => Op::Check,
+                    WarmMode::Evict => Op::Evict,
+                };
+                let w = match g.warm(key, op) {
+                    Some(Ok(w)) => w,
+                    Some(Err(e)) => {
+                        tracing::warn!("warm-up of block {key:?}: {e}");
+                        return Err(Errno::EIO);
+                    }
+                    None => {
+                        tracing::warn!("warm-up of block {key:?}: its owner {id} did not answer");
+                        return Err(Errno::EIO);
+                    }
+                };
+                let n = |b: bool| if b { bytes } else { 0 };
+                return Ok(Warmed {
+                    bytes,
+                    cached: n(w.cached),
+                    fetched: n(w.fetched),
+                });
+            }
+        }
+        let cache = self.cache.as_ref().ok_or(Errno::EOPNOTSUPP)?;
         let cached = cache.contains(key);
         let fetched = match (mode, cached) {
             (WarmMode::Fill, false) => {
