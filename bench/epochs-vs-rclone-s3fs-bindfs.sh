@@ -546,82 +546,9 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helper programs
-cat >"$W/gen.py" <<'PY'
-# gen.py OUTDIR FILES DIRS SIZE_KIB SEED: writes OUTDIR/dNN/fNNNNNNN of random bytes from a
-# seeded generator (sizes within +-10% of SIZE_KIB), prints the manifest
-# "relpath<TAB>size<TAB>crc32<TAB>md5" in file order.
-import hashlib, os, random, sys, zlib
-from multiprocessing import Pool
+cp "$REPO/bench/lib/gen.py" "$W/gen.py"
 
-out, files, dirs, kib, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-lo, hi = int(kib * 1024 * 0.9), int(kib * 1024 * 1.1)
-per_dir = -(-files // dirs)
-width = max(2, len(str(dirs - 1)))
-
-def make(i):
-    rng = random.Random(f"{seed}:{i}")
-    size = rng.randint(lo, hi)
-    data = rng.randbytes(size)
-    rel = f"d{i // per_dir:0{width}d}/f{i:07d}"
-    with open(os.path.join(out, rel), "wb") as f:
-        f.write(data)
-    return f"{rel}\t{size}\t{zlib.crc32(data)}\t{hashlib.md5(data).hexdigest()}"
-
-for d in range(-(-files // per_dir)):
-    os.makedirs(os.path.join(out, f"d{d:0{width}d}"), exist_ok=True)
-with Pool(os.cpu_count()) as p:
-    for line in p.imap(make, range(files), chunksize=64):
-        print(line)
-PY
-
-cat >"$W/reader.py" <<'PY'
-# reader.py ROOT MANIFEST SEED READERS CHECK LAYOUT: one epoch (LAYOUT flat: the files are
-# ROOT/<file name> instead of ROOT/<relpath>). The manifest's files in a random
-# permutation (seeded), dealt round-robin to READERS threads; each thread opens and reads its
-# files whole, one after the other, and checks size and crc32 (or md5). zlib.crc32, hashlib.md5
-# and read() release the GIL, so the threads really read in parallel. Prints secs=, bytes=,
-# bad=; exits 3 if any file was unreadable or different.
-import hashlib, os, random, sys, threading, time, zlib
-
-root, manifest, seed, nreaders, check, layout = sys.argv[1:3] + [sys.argv[3], int(sys.argv[4])] + sys.argv[5:7]
-entries = [line.rstrip("\n").split("\t") for line in open(manifest)]
-if layout == "flat":
-    entries = [[os.path.basename(e[0])] + e[1:] for e in entries]
-order = list(range(len(entries)))
-random.Random(seed).shuffle(order)
-shares = [order[k::nreaders] for k in range(nreaders)]
-nbytes = [0] * nreaders
-bad = []
-
-def work(k):
-    for i in shares[k]:
-        rel, size, crc, md5 = entries[i]
-        try:
-            with open(os.path.join(root, rel), "rb", buffering=0) as f:
-                data = f.readall()
-        except OSError as e:
-            bad.append(f"{rel}: {e}")
-            continue
-        nbytes[k] += len(data)
-        if len(data) != int(size):
-            bad.append(f"{rel}: {len(data)} bytes, want {size}")
-        elif check == "crc32" and zlib.crc32(data) != int(crc):
-            bad.append(f"{rel}: crc32 differs")
-        elif check == "md5" and hashlib.md5(data).hexdigest() != md5:
-            bad.append(f"{rel}: md5 differs")
-
-threads = [threading.Thread(target=work, args=(k,)) for k in range(nreaders)]
-t0 = time.monotonic()
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-secs = time.monotonic() - t0
-for b in bad[:20]:
-    print(b, file=sys.stderr)
-print(f"secs={secs:.6f}\nbytes={sum(nbytes)}\nbad={len(bad)}")
-sys.exit(3 if bad else 0)
-PY
+cp "$REPO/bench/lib/reader.py" "$W/reader.py"
 
 # ---------------------------------------------------------------- set up
 log "scratch directory $W"
@@ -645,28 +572,7 @@ if ((NEED_S3)); then
         # s3s-fs leaves Nagle on: with the client's delayed ACK, every GET of a ~110 KiB
         # object on a kept-alive connection stalls ~40 ms. This shim sets TCP_NODELAY on
         # each accepted socket, as S3 servers commonly do.
-        cat >"$W/nodelay.c" <<'C'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-static int nodelay(int fd) {
-    int one = 1;
-    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-int accept(int fd, struct sockaddr *a, socklen_t *l) {
-    static int (*real)(int, struct sockaddr *, socklen_t *);
-    if (!real) real = dlsym(RTLD_NEXT, "accept");
-    return nodelay(real(fd, a, l));
-}
-int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags) {
-    static int (*real)(int, struct sockaddr *, socklen_t *, int);
-    if (!real) real = dlsym(RTLD_NEXT, "accept4");
-    return nodelay(real(fd, a, l, flags));
-}
-C
+        cp "$REPO/bench/lib/nodelay.c" "$W/nodelay.c"
         if cc -O2 -shared -fPIC -o "$W/nodelay.so" "$W/nodelay.c" -ldl 2>"$W/nodelay.err"; then
             preload=$W/nodelay.so
         else

@@ -172,3 +172,36 @@ fn bad_cache_options_are_named() {
     v.mount();
     v.umount();
 }
+
+#[test]
+fn bad_cache_group_options_are_named() {
+    let mut v = Volume::new();
+    v.format();
+    let mnt = v.mnt.to_str().unwrap().to_string();
+    // Members find each other through a shared engine; sled admits one process.
+    let o = ferrofs(&["mount", &v.meta_url, &mnt, "--cache-group", "g"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("raft://"), "{}", stderr(&o));
+    let o = ferrofs(&["mount", &v.meta_url, &mnt, "--no-sharing"]);
+    assert_eq!(o.status.code(), Some(2), "--no-sharing needs --cache-group");
+    let o = ferrofs(&["cache-node", &v.meta_url, "--cache-dir", "memory"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--cache-group"), "{}", stderr(&o));
+    let o = ferrofs(&[
+        "cache-node",
+        &v.meta_url,
+        "--cache-group",
+        "g",
+        "--cache-dir",
+        "memory",
+        "--cache-size",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--cache-size"), "{}", stderr(&o));
+    let o = ferrofs(&["cache-node", "--help"]);
+    assert!(stdout(&o).contains("--group-weight"), "{}", stdout(&o));
+    // Nothing was mounted by the failed attempts.
+    v.mount();
+    v.umount();
+}

@@ -165,10 +165,21 @@ impl GroupView {
                 change.left.push(id.to_string());
             }
         }
-        if old != new {
+        let differs = old != new;
+        let me_in_new = self.me.as_deref().is_some_and(|me| new.contains_key(me));
+        if differs {
+            let until = now_ns.saturating_add(self.grace_ns);
             let before = std::mem::replace(&mut self.ring, ring);
             if !before.is_empty() {
-                self.previous = Some((before, now_ns.saturating_add(self.grace_ns)));
+                self.previous = Some((before, until));
+            } else if let (Some(me), true) = (self.me.as_deref(), me_in_new) {
+                // This member's first view: it just joined (or restarted), so the group
+                // before it came was this ring without it. Its new blocks are there.
+                let mut others = self.ring.clone();
+                others.remove(me);
+                if !others.is_empty() {
+                    self.previous = Some((others, until));
+                }
             }
             self.changes += 1;
         }
@@ -415,6 +426,30 @@ mod tests {
         for i in 0..100 {
             assert_eq!(b.previous_owner(&key(i, 1), 2 * SEC), None);
         }
+    }
+
+    #[test]
+    fn a_joiner_pulls_from_the_owners_before_it_even_on_its_first_view() {
+        let mut members: Vec<(String, Registration)> = (0..3)
+            .map(|i| (format!("n{i}"), reg(&format!("h:{i}"), 1, 10)))
+            .collect();
+        let mut old = GroupView::new(None, 30, 0);
+        old.update(&members, 10, 0);
+        members.push(("new".to_string(), reg("h:new", 1, 10)));
+        let mut joiner = GroupView::new(Some("new"), 30, 5 * SEC);
+        joiner.update(&members, 10, 0);
+        let mut owned = 0;
+        for i in 0..500 {
+            let k = key(i, 2);
+            if joiner.route(&k) == Route::Local {
+                let Route::Peer { id, addr } = old.route(&k) else {
+                    panic!("the old group had owners");
+                };
+                assert_eq!(joiner.previous_owner(&k, SEC), Some((id, addr)));
+                owned += 1;
+            }
+        }
+        assert!(owned > 50, "{owned}");
     }
 
     #[test]

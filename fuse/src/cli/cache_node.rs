@@ -15,6 +15,15 @@ pub fn socket_path(id: &str) -> PathBuf {
 }
 
 pub fn run(a: CacheNodeArgs) -> CliResult {
+    if a.group.cache_group.is_none() {
+        return Err("a cache node needs --cache-group NAME: the group it keeps blocks for".into());
+    }
+    if a.group.no_sharing {
+        return Err("a cache node shares by definition: drop --no-sharing".into());
+    }
+    if a.cache_size == 0 {
+        return Err("a cache node keeps blocks: give it a --cache-size above 0".into());
+    }
     super::mount::block_signals();
     let meta = Arc::new(open_meta(&a.meta_url)?);
     let format = meta.format_info().clone();
@@ -28,9 +37,6 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
     };
     let store = super::open_object_store(&format.storage, &format.bucket, &options, false)
         .map_err(|e| format!("cannot open the volume's object store: {e}"))?;
-    if a.cache_size == 0 {
-        return Err("a cache node keeps blocks: give it a --cache-size above 0".into());
-    }
     let cache = super::cache_opts::open_block_cache(
         &a.cache_dir,
         a.cache_size,
@@ -50,11 +56,16 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
         config,
         cache,
     ));
-    let mut group = a.group.clone();
-    group.no_sharing = false;
     let stop = Arc::new(AtomicBool::new(false));
-    let joined = super::group::join(&group, &meta, &vfs, &a.cache_dir, stop.clone())?
-        .ok_or("a cache node needs --cache-group NAME")?;
+    let joined = super::group::join(
+        &a.group,
+        &a.meta_url,
+        &meta,
+        &vfs,
+        &a.cache_dir,
+        stop.clone(),
+    )?
+    .ok_or("a cache node needs --cache-group NAME")?;
     let id = joined.id.clone().unwrap_or_default();
     let control = socket_path(&id);
     super::control::serve_at(control.clone(), vfs.clone());

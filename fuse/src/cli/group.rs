@@ -36,9 +36,11 @@ impl Joined {
 }
 
 /// Joins the group `a` names, if any. `cache_dirs` is the cache spec (the default id
-/// hashes it); `has_cache` whether this member has a block cache to own blocks in.
+/// hashes it); `meta_url` must name an engine other processes share (members find each
+/// other there).
 pub fn join(
     a: &GroupArgs,
+    meta_url: &str,
     meta: &Arc<Meta>,
     vfs: &Arc<Vfs>,
     cache_dirs: &str,
@@ -48,6 +50,15 @@ pub fn join(
         return Ok(None);
     };
     check_name("--cache-group", name, GROUP_NAME_MAX)?;
+    if !matches!(
+        ferrofs_meta::MetaUrl::parse(meta_url),
+        Ok(ferrofs_meta::MetaUrl::Raft { .. })
+    ) {
+        return Err(
+            "--cache-group needs a metadata engine that other clients share (raft://...): members find each other there, and the embedded sled engine admits one process"
+                .into(),
+        );
+    }
     let sharing = !a.no_sharing;
     if sharing && vfs.block_cache().is_none() {
         return Err(

@@ -157,7 +157,14 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     ));
     vfs.resume_staged(staged);
     let stop = Arc::new(AtomicBool::new(false));
-    let group = super::group::join(&a.group, &meta, &vfs, &cache_spec, stop.clone())?;
+    let group = super::group::join(
+        &a.group,
+        &a.meta_url,
+        &meta,
+        &vfs,
+        &cache_spec,
+        stop.clone(),
+    )?;
     let in_sync = Arc::new(AtomicBool::new(false));
     let mut fs = FerroFs::new(vfs.clone(), lifetimes.kernel);
     if feed {
