@@ -139,6 +139,16 @@ fn warm_once_read_anywhere_and_survive_a_dead_cache_node() {
     for id in &ids {
         group_counters(&node_socket(id));
     }
+    // `status` lists the group's members.
+    let o = ferrofs(&["status", &url]);
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let listed: Vec<&str> = status["cache_groups"]["g"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
 
     let mount = |name: &str| -> PathBuf {
         let mnt = d.join(name);

@@ -59,6 +59,23 @@ impl Meta {
             Ok(out)
         })
     }
+
+    /// Every registration of every group: (group, id, registration), by group and id.
+    pub fn all_group_members(&self) -> Result<Vec<(String, String, Registration)>> {
+        let (start, end) = keys::all_groups_range();
+        kv::read(&**self.kv(), |t| {
+            let mut out = Vec::new();
+            for (k, v) in super::store::scan_all(t, &start, &end)? {
+                let (Some((group, id)), Some(r)) =
+                    (keys::group_member_of(&k), Registration::decode(&v))
+                else {
+                    continue;
+                };
+                out.push((group.to_string(), id.to_string(), r));
+            }
+            Ok(out)
+        })
+    }
 }
 
 fn check_member_names(group: &str, id: &str) -> Result<()> {
@@ -91,6 +108,12 @@ mod tests {
         m.unregister_member("gpu", "n1").unwrap();
         assert_eq!(m.group_members("gpu").unwrap().len(), 1);
         assert_eq!(m.group_members("gpu2").unwrap().len(), 1);
+        let all = m.all_group_members().unwrap();
+        let names: Vec<(&str, &str)> = all
+            .iter()
+            .map(|(g, id, _)| (g.as_str(), id.as_str()))
+            .collect();
+        assert_eq!(names, vec![("gpu", "n2"), ("gpu2", "n3")]);
         assert!(m.register_member("", "n1", &r("h", 1)).is_err());
         assert!(m.register_member("g", "a b", &r("h", 1)).is_err());
     }

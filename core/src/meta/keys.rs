@@ -284,6 +284,11 @@ pub fn group_range(group: &str) -> (Vec<u8>, Vec<u8>) {
     (start, end)
 }
 
+/// `[N 1, O)`: the members of every group (the peer secret, `N 0`, is before it).
+pub fn all_groups_range() -> (Vec<u8>, Vec<u8>) {
+    (vec![b'N', 1], vec![b'O'])
+}
+
 /// (group, member) of an `N` member key; `None` for anything else (the peer secret
 /// included).
 pub fn group_member_of(key: &[u8]) -> Option<(&str, &str)> {

@@ -1,4 +1,5 @@
-//! `ferrofs status`: the volume's settings, usage and sessions, as JSON.
+//! `ferrofs status`: the volume's settings, usage, sessions and cache-group members, as
+//! JSON.
 //!
 //! The embedded sled engine admits one process at a time, so while a volume is mounted
 //! its mount process answers status requests on a Unix socket in the metadata directory.
@@ -80,6 +81,20 @@ pub fn status_json(meta: &Meta) -> Result<String, String> {
             v
         })
         .collect();
+    let mut groups = serde_json::Map::new();
+    for (group, id, r) in meta
+        .all_group_members()
+        .map_err(|e| format!("cannot read cache groups: {e}"))?
+    {
+        let members = groups
+            .entry(group)
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let Some(list) = members.as_array_mut() {
+            list.push(serde_json::json!({
+                "id": id, "addr": r.addr, "weight": r.weight, "last_seen": r.seen,
+            }));
+        }
+    }
     let format: serde_json::Value =
         serde_json::from_str(&meta.format_info().redacted().to_json()).unwrap_or_default();
     let out = serde_json::json!({
@@ -91,6 +106,7 @@ pub fn status_json(meta: &Meta) -> Result<String, String> {
             "total_inodes": usage.total_inodes,
         },
         "sessions": sessions,
+        "cache_groups": groups,
     });
     serde_json::to_string_pretty(&out).map_err(|e| e.to_string())
 }
