@@ -194,3 +194,120 @@ fn a_bad_response_frame_closes_the_connection_cleanly() {
     assert_eq!(g.get(&key(1)), None);
     assert_eq!(g.stats.snapshot().failures, 1);
 }
+
+/// Clients of one in-memory volume; the owner has a cache in memory.
+mod vfs_level {
+    use super::*;
+    use crate::vfs::cache::{BlockCache, CacheConfig, CacheDir, MemDir};
+    use crate::vfs::{system_clock, Vfs, VfsConfig};
+    use ferrofs_core::cache::policy::PolicyKind;
+    use ferrofs_core::format::Format;
+    use ferrofs_core::kv::MemKv;
+    use ferrofs_core::meta::Meta;
+    use ferrofs_core::{Ctx, Ino};
+    use ferrofs_s3_backend::{MemStore, ObjectStore};
+
+    fn cache() -> Arc<BlockCache> {
+        let config = CacheConfig {
+            capacity: 1 << 30,
+            free_ratio: 0.0,
+            policy: PolicyKind::Lru,
+            seed: 1,
+            verify_keys: true,
+        };
+        let dirs: Vec<Box<dyn CacheDir>> = vec![Box::new(MemDir::default())];
+        Arc::new(BlockCache::open(dirs, &config).0)
+    }
+
+    #[test]
+    fn an_owner_fetches_a_block_once_for_many_readers_and_warms_on_request() {
+        let kv = Arc::new(MemKv::new());
+        Meta::format(
+            &*kv,
+            &Format::new("g-vol", "uuid-g"),
+            false,
+            Timespec::new(1, 0),
+        )
+        .unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(MemStore::new());
+        let vfs = |cache: Option<Arc<BlockCache>>| {
+            let meta = Arc::new(Meta::load(kv.clone()).unwrap());
+            Arc::new(Vfs::with_cache(
+                meta,
+                store.clone(),
+                system_clock(),
+                VfsConfig::default(),
+                cache,
+            ))
+        };
+        // A writer outside the group writes two files.
+        let writer = vfs(None);
+        let root = Ctx::root();
+        let data: Vec<Vec<u8>> = (0..2u8).map(|i| vec![i + 1; 300_000]).collect();
+        let mut inos = Vec::new();
+        for (i, d) in data.iter().enumerate() {
+            let (fh, attr) = writer
+                .create(&root, Ino::ROOT, format!("f{i}").as_bytes(), 0o644, 0, 1)
+                .unwrap();
+            writer.write(fh, 0, d).unwrap();
+            writer.flush(fh).unwrap();
+            writer.release(fh).unwrap();
+            inos.push(attr.ino);
+        }
+        // The owner, and two --no-sharing readers without caches.
+        let owner = vfs(Some(cache()));
+        let server = PeerServer::start("127.0.0.1:0", KEY, owner.block_service()).unwrap();
+        let reg = Registration {
+            addr: server.addr().to_string(),
+            weight: 1,
+            seen: clock()().sec as u64,
+        };
+        let members = vec![("owner".to_string(), reg)];
+        let join = |v: &Vfs, me: Option<&str>| {
+            let g = Arc::new(Group::new(
+                "g",
+                me,
+                Arc::new(TcpPeers::new(KEY)),
+                Duration::from_secs(5),
+                clock(),
+            ));
+            g.update(&members);
+            v.join_group(g).unwrap();
+        };
+        join(&owner, Some("owner"));
+        let readers = [vfs(None), vfs(None)];
+        for r in &readers {
+            join(r, None);
+        }
+        let threads: Vec<_> = readers
+            .iter()
+            .flat_map(|r| (0..4).map(move |_| r.clone()))
+            .map(|r| {
+                let (ino, want) = (inos[0], data[0].clone());
+                std::thread::spawn(move || {
+                    let (fh, _) = r.open(&Ctx::root(), ino, 0).unwrap();
+                    assert_eq!(r.read(fh, 0, 300_000).unwrap(), want);
+                    r.release(fh).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(owner.store_gets(), 1, "the owner fetched the block once");
+        assert!(readers.iter().all(|r| r.store_gets() == 0));
+        // Warm-up from a reader lands the other file in the owner's cache.
+        for key in readers[0].blocks_of_file(inos[1]).unwrap() {
+            let w = readers[0]
+                .warm_block(&key, crate::vfs::WarmMode::Fill)
+                .unwrap();
+            assert_eq!(w.fetched, w.bytes);
+            assert!(owner.block_cache().unwrap().contains(&key));
+            let w = readers[1]
+                .warm_block(&key, crate::vfs::WarmMode::Check)
+                .unwrap();
+            assert_eq!((w.cached, w.fetched), (w.bytes, 0));
+        }
+        assert_eq!(owner.store_gets(), 2);
+    }
+}
