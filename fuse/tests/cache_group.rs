@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{bin, ferrofs, stderr};
+use common::{bin, ferrofs, free_addr, stderr};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,14 +23,6 @@ impl Drop for Kill {
             let _ = c.wait();
         }
     }
-}
-
-fn free_addr() -> String {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
 }
 
 fn spawn(args: &[&str], log: &Path) -> Child {

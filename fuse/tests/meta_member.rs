@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::{bin, ferrofs, stderr, stdout, Volume};
-use std::net::TcpListener;
+use common::{bin, ferrofs, free_addr, stderr, stdout, Volume};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,14 +17,6 @@ impl Drop for Replica {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_addr() -> String {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
 }
 
 fn replica(dir: &std::path::Path, id: u64, peers: &str, join: bool) -> Replica {

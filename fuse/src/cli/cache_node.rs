@@ -27,16 +27,8 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
     super::mount::block_signals();
     let meta = Arc::new(open_meta(&a.meta_url)?);
     let format = meta.format_info().clone();
-    let options = ferrofs_s3_backend::StoreOptions {
-        access_key: format.access_key.clone(),
-        secret_key: format.secret_key.clone(),
-        max_concurrency: Some(a.max_downloads.max(1)),
-        request_timeout: Some(a.request_timeout),
-        max_retries: Some(a.io_retries),
-        ..Default::default()
-    };
-    let store = super::open_object_store(&format.storage, &format.bucket, &options, false)
-        .map_err(|e| format!("cannot open the volume's object store: {e}"))?;
+    let store =
+        super::open_volume_store(&format, a.max_downloads, a.request_timeout, a.io_retries)?;
     let cache = super::cache_opts::open_block_cache(
         &a.cache_dir,
         a.cache_size,

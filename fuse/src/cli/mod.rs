@@ -502,6 +502,27 @@ fn open_object_store(
     ferrofs_s3_backend::open_store_with(storage, bucket, options, create).map_err(|e| e.to_string())
 }
 
+/// Opens the object store of a formatted volume for a long-running process (a mount, a
+/// cache node): the volume's credentials, `concurrency` requests in flight, the given
+/// deadline per request and retries.
+fn open_volume_store(
+    format: &ferrofs_core::format::Format,
+    concurrency: usize,
+    request_timeout: Duration,
+    retries: u32,
+) -> Result<std::sync::Arc<dyn ferrofs_s3_backend::ObjectStore>, String> {
+    let options = ferrofs_s3_backend::StoreOptions {
+        access_key: format.access_key.clone(),
+        secret_key: format.secret_key.clone(),
+        max_concurrency: Some(concurrency.max(1)),
+        request_timeout: Some(request_timeout),
+        max_retries: Some(retries),
+        ..Default::default()
+    };
+    open_object_store(&format.storage, &format.bucket, &options, false)
+        .map_err(|e| format!("cannot open the volume's object store: {e}"))
+}
+
 impl StoreArgs {
     fn options(&self) -> ferrofs_s3_backend::StoreOptions {
         ferrofs_s3_backend::StoreOptions {

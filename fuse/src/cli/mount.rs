@@ -82,16 +82,12 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         }
     })?);
     let format = meta.format_info().clone();
-    let options = ferrofs_s3_backend::StoreOptions {
-        access_key: format.access_key.clone(),
-        secret_key: format.secret_key.clone(),
-        max_concurrency: Some(a.max_uploads.max(1) + a.max_downloads.max(1)),
-        request_timeout: Some(a.request_timeout),
-        max_retries: Some(a.io_retries),
-        ..Default::default()
-    };
-    let store = super::open_object_store(&format.storage, &format.bucket, &options, false)
-        .map_err(|e| format!("cannot open the volume's object store: {e}"))?;
+    let store = super::open_volume_store(
+        &format,
+        a.max_uploads.max(1) + a.max_downloads.max(1),
+        a.request_timeout,
+        a.io_retries,
+    )?;
     let session_info = serde_json::json!({
         "host": hostname(),
         "pid": std::process::id(),

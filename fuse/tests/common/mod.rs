@@ -158,3 +158,12 @@ pub fn sh(dir: &Path, script: &str) -> Output {
         .output()
         .expect("run sh")
 }
+
+/// A free loopback address (bound, then released for a server to take).
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
