@@ -60,6 +60,7 @@ pub mod kv;
 pub mod namespace;
 pub mod oracle;
 pub mod pattern;
+pub mod peers;
 pub mod plant;
 pub mod raft_cluster;
 pub mod rng;
