@@ -311,7 +311,8 @@ impl<'a> Client<'a> {
         }
         let first = self.rng.index(keys.len());
         let (mut warms, mut errors) = (0, 0);
-        for key in keys.iter().cycle().skip(first).take(keys.len().min(4)) {
+        let n = keys.len().min(self.rng.range(1, 4) as usize);
+        for key in keys.iter().cycle().skip(first).take(n) {
             warms += 1;
             if self.vfs.warm_block(key, mode).is_err() {
                 errors += 1;
