@@ -411,6 +411,19 @@ impl CacheDir for SimCacheDir {
             e.disk.files.insert((staged, *key), file);
             (Ok(()), Fnv::default().data(object).finish(), "written")
         })
+        .inspect(|()| {
+            if staged {
+                // Like an upload: if the commit right after it is refused, the staged
+                // block is never committed, and once it is uploaded (by a later mount)
+                // its object leaks legitimately.
+                let me = self.me;
+                self.world.with(|st| {
+                    if let Some(p) = st.put_last.get_mut(me) {
+                        *p = true;
+                    }
+                });
+            }
+        })
     }
 
     fn remove(&self, key: &BlockKey, staged: bool) -> io::Result<()> {

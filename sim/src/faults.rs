@@ -29,6 +29,10 @@
 //!   by a system crash are that fault's doing and counted with these. None of these
 //!   may ever reach an application: the cache must drop the copy or the dir and read
 //!   from the object store, so they do not count as errors injected into a client.
+//! - `peers`: cache-group peers ([`crate::peers`], only in runs with a cache group):
+//!   replies corrupted or cut short in flight, late replies, members partitioned off
+//!   for a while. Members that crash, leave or have not joined yet are not faults of
+//!   this class: they come with the workload and the `crash` faults.
 //!
 //! Rates are drawn per run from the seed: each enabled class gets a multiplier between
 //! 0 and 4, so a batch of seeds mixes calm runs with harsh ones.
@@ -46,9 +50,11 @@ pub struct FaultSet {
     pub pause: bool,
     pub meta_disk: bool,
     pub cache_disk: bool,
+    /// Cache-group peer faults ([`crate::peers`]): only in runs with a cache group.
+    pub peers: bool,
 }
 
-const CLASSES: [&str; 7] = [
+const CLASSES: [&str; 8] = [
     "store",
     "meta-latency",
     "crash",
@@ -56,6 +62,7 @@ const CLASSES: [&str; 7] = [
     "pause",
     "meta-disk",
     "cache-disk",
+    "peers",
 ];
 
 impl FaultSet {
@@ -72,6 +79,7 @@ impl FaultSet {
             pause: true,
             meta_disk: true,
             cache_disk: true,
+            peers: true,
         }
     }
 
@@ -92,6 +100,7 @@ impl FaultSet {
                 "pause" => f.pause = true,
                 "meta-disk" => f.meta_disk = true,
                 "cache-disk" => f.cache_disk = true,
+                "peers" => f.peers = true,
                 other => {
                     return Err(format!(
                         "unknown fault class '{other}': use none, all, or a comma list of {}",
@@ -103,7 +112,7 @@ impl FaultSet {
         Ok(f)
     }
 
-    fn flags(&self) -> [bool; 7] {
+    fn flags(&self) -> [bool; 8] {
         [
             self.store,
             self.meta_latency,
@@ -112,6 +121,7 @@ impl FaultSet {
             self.pause,
             self.meta_disk,
             self.cache_disk,
+            self.peers,
         ]
     }
 }
@@ -126,7 +136,7 @@ impl fmt::Display for FaultSet {
             .collect();
         match on.len() {
             0 => write!(f, "none"),
-            7 => write!(f, "all"),
+            n if n == CLASSES.len() => write!(f, "all"),
             _ => write!(f, "{}", on.join(",")),
         }
     }
@@ -409,6 +419,10 @@ pub enum Service {
     CacheDisk,
     /// Not a call: a client thinking between operations (a yield point without I/O).
     Think(u64),
+    /// A client waiting up to this long for a cache-group peer's reply
+    /// ([`crate::peers`]); the reply may wake it sooner. Never paused: the wait is the
+    /// caller's own deadline.
+    PeerWait(u64),
 }
 
 /// Decides the fate of one call and counts what fired.
@@ -460,9 +474,9 @@ pub fn decide(
             d
         }
         Service::CacheDisk => Decision::clean(rng.latency(CACHE_MEDIAN_NS, 0.0)),
-        Service::Think(ns) => Decision::clean(ns),
+        Service::Think(ns) | Service::PeerWait(ns) => Decision::clean(ns),
     };
-    if rng.chance(rates.pause) {
+    if !matches!(service, Service::PeerWait(_)) && rng.chance(rates.pause) {
         counts.add(Fault::Pause, 1);
         d.latency += rng.range(500_000_000, 20_000_000_000);
     }

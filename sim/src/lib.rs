@@ -23,9 +23,14 @@
 //!   its thread and drops its `Vfs`/`Meta`; a system crash also drops the engine's
 //!   unsynced tail. No second build is needed: the simulator is an ordinary crate of
 //!   the workspace.
+//! - **Cache-group peers run under the baton scheduler too** ([`peers`]): the client's
+//!   `Group` calls a sync `Transport`, so the simulator's transport turns each call
+//!   into a message to the owner's inbox and a wait in virtual time; the owner answers
+//!   from its own thread between its steps (the real TCP transport and server are not
+//!   simulated; the frames' codec is).
 //! - **turmoil is reserved for the networked pieces** — the replicated metadata
-//!   service and cache-group peers, when they arrive. They will be async, on tokio,
-//!   talking over sockets: turmoil runs real tokio inside simulated hosts with
+//!   service when it arrives, and the peers' real TCP transport. They are async, on
+//!   tokio, talking over sockets: turmoil runs real tokio inside simulated hosts with
 //!   partitions, loss, crash/bounce, and (with `unstable-fs`) a crash-consistency disk.
 //!   Their clients will still be driven through the same sync traits from here.
 //! - **The replicated engine's Raft layer needs neither**: raft-rs's `RawNode` is sans-IO,
@@ -48,7 +53,11 @@
 //! - [`checkers`]: metadata consistency, objects vs metadata, no loss / no garbage, block
 //!   cache accounting;
 //! - [`client`]: a client thread's incarnations; [`client_cache`]: its block cache; [`finale`]: heal, clean up, check;
-//!   [`run`]: one seed, start to end.
+//!   [`run`]: one seed, start to end;
+//! - [`peers`]: cache groups (`RunConfig::group`, `--cache-group`) — the clients as
+//!   members joining, leaving, crashing and partitioned, serving each other blocks over
+//!   a simulated network whose replies go through the real codec and may arrive
+//!   corrupt, truncated or late; every peer call is bounded by its timeout.
 
 pub mod cache_disk;
 pub mod checkers;
@@ -60,6 +69,7 @@ pub mod kv;
 pub mod namespace;
 pub mod oracle;
 pub mod pattern;
+pub mod peers;
 pub mod plant;
 pub mod raft_cluster;
 pub mod rng;

@@ -6,7 +6,11 @@
 //! cargo run -p sim -- --seeds 42..43 --trace               # replay one seed, every event
 //! cargo run -p sim -- --plant lying-fsync --seeds 0..200   # does the simulator bite?
 //! cargo run -p sim --release -- --raft --time-limit 30s    # the Raft layer (sim::raft_cluster)
+//! cargo run -p sim --release -- --cache-group --seeds 0..200   # every seed a cache group
 //! ```
+//!
+//! By default odd seeds run their clients as one cache group (`sim::peers`) and even
+//! seeds without; `--cache-group` makes every seed a group, `--no-cache-group` none.
 //!
 //! Seeds run in parallel (`--jobs`); each run is deterministic on its own. The first
 //! failing seed is printed with the command that replays it, and the exit code is 1.
@@ -37,7 +41,7 @@ struct Args {
     #[arg(long, default_value_t = 150)]
     steps: u64,
     /// Faults to inject: `none`, `all`, or a comma list of store, meta-latency, crash,
-    /// system-crash, pause, meta-disk, cache-disk.
+    /// system-crash, pause, meta-disk, cache-disk, peers.
     #[arg(long, default_value = "all")]
     faults: String,
     /// Stop starting new seeds after this long (e.g. `120s`, `3m`).
@@ -47,7 +51,8 @@ struct Args {
     #[arg(long)]
     trace: bool,
     /// Plant a known bug: lying-fsync, non-atomic-txn, slice-id-reuse, lost-object-put,
-    /// skip-checksum, swallowed-meta-error, misdirected-cache-read, ignored-cache-delete, unsynced-staging.
+    /// skip-checksum, swallowed-meta-error, misdirected-cache-read, ignored-cache-delete, unsynced-staging,
+    /// peer-skip-verify (turns the cache group on).
     #[arg(long)]
     plant: Option<String>,
     /// Check the whole world every this many yield points (0: only at the end).
@@ -67,6 +72,30 @@ struct Args {
     /// Replicas in a `--raft` run.
     #[arg(long, default_value_t = 3)]
     replicas: usize,
+    /// Make the clients of every seed one cache group (default: odd seeds only).
+    #[arg(long, conflicts_with = "no_cache_group")]
+    cache_group: bool,
+    /// No cache groups at all (default: odd seeds are one).
+    #[arg(long)]
+    no_cache_group: bool,
+}
+
+/// Which seeds run as a cache group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GroupMode {
+    All,
+    None,
+    OddSeeds,
+}
+
+impl GroupMode {
+    fn on(self, seed: u64) -> bool {
+        match self {
+            GroupMode::All => true,
+            GroupMode::None => false,
+            GroupMode::OddSeeds => seed % 2 == 1,
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -116,6 +145,7 @@ fn fresh_seed() -> u64 {
 struct Batch {
     cfg: RunConfig,
     end: u64,
+    groups: GroupMode,
 }
 
 impl Batch {
@@ -132,6 +162,11 @@ impl Batch {
         }
         if let Some(p) = self.cfg.plant {
             cmd.push_str(&format!(" --plant {p}"));
+        }
+        if self.groups.on(seed) {
+            cmd.push_str(" --cache-group");
+        } else if self.groups != GroupMode::None {
+            cmd.push_str(" --no-cache-group");
         }
         cmd.push_str(" --trace");
         cmd
@@ -164,6 +199,8 @@ struct Totals {
     compactions: u64,
     checks: u64,
     cache: sim::client_cache::CacheTotals,
+    group_runs: u64,
+    peers: sim::peers::PeerTotals,
 }
 
 impl Totals {
@@ -194,6 +231,10 @@ impl Totals {
         self.refused += r.abandoned_uploads;
         self.compactions += r.compactions;
         self.cache.merge(&r.cache);
+        if r.group {
+            self.group_runs += 1;
+            self.peers.merge(&r.peers);
+        }
         if r.leaked > 0 {
             self.runs_leaking += 1;
             if !r.counts.may_leak() {
@@ -337,8 +378,16 @@ fn run(args: Args) -> Result<ExitCode, String> {
             plant,
             trace: args.trace,
             check_every: args.check_every,
+            group: false,
         },
         end,
+        groups: if args.cache_group {
+            GroupMode::All
+        } else if args.no_cache_group {
+            GroupMode::None
+        } else {
+            GroupMode::OddSeeds
+        },
     });
     let jobs = args
         .jobs
@@ -346,7 +395,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
         .max(1);
     let jobs = if args.trace { 1 } else { jobs };
     println!(
-        "sim: seeds {first}..{}{} · {} clients × {} steps · faults {faults}{} · {jobs} jobs",
+        "sim: seeds {first}..{}{} · {} clients × {} steps · faults {faults}{} · cache groups {} · {jobs} jobs",
         if end - first > 1 << 40 {
             "∞".to_string()
         } else {
@@ -362,6 +411,11 @@ fn run(args: Args) -> Result<ExitCode, String> {
         plant
             .map(|p| format!(" · planted bug {p}"))
             .unwrap_or_default(),
+        match batch.groups {
+            GroupMode::All => "in every seed",
+            GroupMode::None => "off",
+            GroupMode::OddSeeds => "in odd seeds",
+        },
     );
 
     let started = Instant::now();
@@ -381,6 +435,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
             }
             let cfg = RunConfig {
                 seed,
+                group: batch.groups.on(seed),
                 ..batch.cfg.clone()
             };
             if tx.send(sim::run(&cfg)).is_err() {
@@ -527,4 +582,23 @@ fn summary(t: &Totals, wall: Duration, first: u64, end: u64, contiguous: bool) {
         "  leaked objects at the end: {} in {} runs ({} in runs with no crash or lost response); {} uploads abandoned",
         t.leaked, t.runs_leaking, t.leaks_unexplained, t.refused
     );
+    if t.group_runs > 0 {
+        let p = &t.peers;
+        println!(
+            "  cache groups ({} runs): {} peer calls — {} answered, {} timed out, {} refused, {} protocol errors; {} blocks from peers (verified), {} failed calls, {} corrupt answers caught, {} skipped by open breakers, {} pulled from previous owners; {} requests served",
+            t.group_runs, p.calls, p.answered, p.timeouts, p.refused, p.protocol, p.hits, p.failures, p.corrupt, p.skipped, p.pulled, p.served
+        );
+        println!(
+            "    peer faults: {} replies corrupted, {} truncated, {} slowed, {} late, {} partitions, {} messages lost to partitions or absent members, {} requests lost in crashes; membership: {} joins, {} clean leaves, {} refreshes; {} warm-ups ({} failed)",
+            p.corrupted, p.truncated, p.slowed, p.late, p.partitions, p.dropped, p.lost_in_crash, p.joins, p.leaves, p.refreshes, p.warms, p.warm_errors
+        );
+        println!(
+            "    call latency: max {:.3}s (answered: max {:.3}s), mean {:.3}ms; bound {:.3}s (the timeout) + {:.1}ms",
+            p.max_latency_ns as f64 / 1e9,
+            p.max_answered_ns as f64 / 1e9,
+            p.latency_ns as f64 / 1e6 / p.calls.max(1) as f64,
+            sim::peers::PEER_TIMEOUT.as_secs_f64(),
+            sim::peers::LATENCY_SLACK_NS as f64 / 1e6
+        );
+    }
 }

@@ -32,7 +32,11 @@
 //!   returns (as if it forgot the fsync), so a system crash can lose blocks whose
 //!   metadata was committed and synced — found by the data checker (EIO with nothing
 //!   to explain it, or lost data, once the world has healed). Needs writeback, which a
-//!   share of seeds draws, and `system-crash`.
+//!   share of seeds draws, and `system-crash`;
+//! - `peer-skip-verify`: cache-group members take the blocks their peers give without
+//!   checking them (the client's switch `Group::skip_verification`), while peer replies
+//!   are now and then corrupted in flight ([`crate::peers`]) — found by the data checker
+//!   as garbage or lost data. Turns the cache group on, and needs the `peers` faults.
 
 use std::fmt;
 
@@ -50,10 +54,11 @@ pub enum Plant {
     MisdirectedCacheRead,
     IgnoredCacheDelete,
     UnsyncedStaging,
+    PeerSkipVerify,
 }
 
 impl Plant {
-    pub const ALL: [Plant; 9] = [
+    pub const ALL: [Plant; 10] = [
         Plant::LyingFsync,
         Plant::NonAtomicTxn,
         Plant::SliceIdReuse,
@@ -63,6 +68,7 @@ impl Plant {
         Plant::MisdirectedCacheRead,
         Plant::IgnoredCacheDelete,
         Plant::UnsyncedStaging,
+        Plant::PeerSkipVerify,
     ];
 
     pub fn name(self) -> &'static str {
@@ -76,6 +82,7 @@ impl Plant {
             Plant::MisdirectedCacheRead => "misdirected-cache-read",
             Plant::IgnoredCacheDelete => "ignored-cache-delete",
             Plant::UnsyncedStaging => "unsynced-staging",
+            Plant::PeerSkipVerify => "peer-skip-verify",
         }
     }
 

@@ -13,6 +13,7 @@ use crate::faults::{FaultCounts, FaultSet, Rates};
 use crate::finale;
 use crate::kv::SimKv;
 use crate::oracle::DataStats;
+use crate::peers::{PeerNet, PeerRates, PeerTotals};
 use crate::plant::Plant;
 use crate::rng::Rng;
 use crate::trace::WORLD;
@@ -40,6 +41,9 @@ pub struct RunConfig {
     pub trace: bool,
     /// Check the whole world every this many yield points (0: only at the end).
     pub check_every: u64,
+    /// Make the clients members of one cache group ([`crate::peers`]): they serve each
+    /// other blocks, under the peer faults. (The planted `peer-skip-verify` turns it on.)
+    pub group: bool,
 }
 
 impl Default for RunConfig {
@@ -52,6 +56,7 @@ impl Default for RunConfig {
             plant: None,
             trace: false,
             check_every: 200,
+            group: false,
         }
     }
 }
@@ -81,6 +86,9 @@ pub struct RunReport {
     pub compactions: u64,
     /// The clients' block caches, all incarnations together.
     pub cache: CacheTotals,
+    /// Whether the clients were a cache group, and its peer traffic.
+    pub group: bool,
+    pub peers: PeerTotals,
 }
 
 impl RunReport {
@@ -108,6 +116,12 @@ pub fn run(cfg: &RunConfig) -> RunReport {
     // policy, from their own stream so that the rest of the run draws as before.
     let disks = CacheDisks::draw(k + 1, &mut Rng::derive(cfg.seed, 2000));
     world.with(|st| st.cache = disks);
+    // The cache group's network, from its own stream (a run without a group draws as
+    // before).
+    let group = cfg.group || cfg.plant == Some(Plant::PeerSkipVerify);
+    let mut prng = Rng::derive(cfg.seed, 3000);
+    let prates = PeerRates::draw(group && cfg.faults.peers, &mut prng);
+    world.with(|st| st.peers = PeerNet::new(group, k + 1, prates, prng));
     if let Err(e) = setup(&world, k, cfg.seed) {
         world.fail(WORLD, format!("setup failed: {e:?}"));
     }
@@ -209,6 +223,8 @@ pub fn run(cfg: &RunConfig) -> RunReport {
         switches: st.sched.switches,
         compactions: st.kv.compactions,
         cache: st.cache.totals,
+        group,
+        peers: st.peers.totals,
     }
 }
 

@@ -26,7 +26,7 @@ use crate::plant::Plant;
 use crate::rng::Rng;
 use crate::store::SimStore;
 use crate::world::World;
-use ferrofs::vfs::{Fh, Vfs, VfsConfig};
+use ferrofs::vfs::{Fh, Vfs, VfsConfig, WarmMode};
 use ferrofs_core::cache::meta::MetaCacheTtl;
 use ferrofs_core::kv::Kv;
 use ferrofs_core::meta::Meta;
@@ -96,6 +96,8 @@ pub struct Client<'a> {
     session: u64,
     /// Adds the block cache's counters to the world's when this incarnation ends.
     _tally: Tally,
+    /// This incarnation's cache-group membership (runs with a cache group).
+    pub member: Option<crate::peers::Member>,
 }
 
 /// Mounts the volume as client `me`: loads it and registers a session. (Unlike the
@@ -146,23 +148,47 @@ pub fn restart_and_upload(world: &Arc<World>, me: usize) {
     }
 }
 
-/// Runs one incarnation of a worker: recovery check, steps, unmount.
+/// Runs one incarnation of a worker: recovery check, steps, unmount. In a cache group
+/// the client joins at mount, serves its peers and refreshes its view between steps,
+/// and may leave the group cleanly for a while (unmount, stay away, mount again).
 pub fn incarnation(world: &Arc<World>, p: &mut Program) {
-    p.incarnations += 1;
     let me = p.me;
-    let Some(mut c) = Client::mount(world, me, p.clients, &mut p.rng) else {
-        return;
-    };
-    for n in 0..OWNED_FILES {
-        c.check_owned(me, n);
+    loop {
+        p.incarnations += 1;
+        let Some(mut c) = Client::mount(world, me, p.clients, &mut p.rng) else {
+            return;
+        };
+        if world.with(|st| st.peers.enabled) {
+            c.member = Some(crate::peers::Member::join(world, me, &c.vfs));
+        }
+        for n in 0..OWNED_FILES {
+            c.check_owned(me, n);
+        }
+        let mut leave = false;
+        while p.steps_left > 0 && !leave {
+            p.steps_left -= 1;
+            leave = c.step();
+            if let Some(m) = &mut c.member {
+                m.between_steps(world, &c.vfs);
+            }
+            let think = c.rng.latency(5_000_000, 0.05);
+            world.think(me, think);
+            if c.member.is_some() {
+                // What came in while it was thinking.
+                world.serve_peers(me, &*c.vfs.block_service());
+            }
+        }
+        c.unmount();
+        if !leave || p.steps_left == 0 {
+            return;
+        }
+        drop(c);
+        // Away from the group for a while (its peers notice at their next refresh,
+        // or by timeouts), then back under the same id.
+        let away = p.rng.range(300_000_000, 4_000_000_000);
+        world.note(me, "group.away", &[], away);
+        world.think(me, away);
     }
-    while p.steps_left > 0 {
-        p.steps_left -= 1;
-        c.step();
-        let think = c.rng.latency(5_000_000, 0.05);
-        world.think(me, think);
-    }
-    c.unmount();
 }
 
 /// Closes a file the way close(2) does: FLUSH (its error is close's), then RELEASE.
@@ -217,11 +243,23 @@ impl<'a> Client<'a> {
             held: Vec::new(),
             ctx: Ctx::root(),
             session,
+            member: None,
         })
     }
 
-    fn step(&mut self) {
-        match self.rng.weighted(&[24, 2, 18, 12, 8, 2, 24, 5, 3, 6]) {
+    /// One workload step; true: leave the cache group now (unmount, come back later).
+    fn step(&mut self) -> bool {
+        // The cache group's own steps weigh nothing without one (the draws stay as
+        // they were).
+        let (warm, leave) = if self.member.is_some() {
+            (4, 1)
+        } else {
+            (0, 0)
+        };
+        match self
+            .rng
+            .weighted(&[24, 2, 18, 12, 8, 2, 24, 5, 3, 6, warm, leave])
+        {
             0 => self.rewrite_owned(),
             1 => self.unlink_owned(),
             2 => {
@@ -239,13 +277,51 @@ impl<'a> Client<'a> {
                 self.world.note(self.me, "op.gc", &[], limit as u64);
                 let _ = self.vfs.collect_garbage(limit);
             }
-            _ => {
+            9 => {
                 // The writeback uploader's turn (it runs on the client's own thread).
                 let limit = self.rng.range(1, 20) as usize;
                 self.world.note(self.me, "op.writeback", &[], limit as u64);
                 self.vfs.upload_staged(limit);
             }
+            10 => self.warm_shared(),
+            _ => {
+                self.world.note(self.me, "group.leave", &[], 0);
+                return true;
+            }
         }
+        false
+    }
+
+    /// Warms (or checks, or evicts) a few blocks of a shared file, through their
+    /// owners: unreachable owners make it fail (EIO), which is allowed.
+    fn warm_shared(&mut self) {
+        let ino = self.layout.data_files[self.rng.index(DATA_FILES)];
+        let mode = match self.rng.weighted(&[6, 2, 1]) {
+            0 => WarmMode::Fill,
+            1 => WarmMode::Check,
+            _ => WarmMode::Evict,
+        };
+        self.world
+            .note(self.me, "op.warm", format!("{mode:?}").as_bytes(), ino.0);
+        let Ok(keys) = self.vfs.blocks_of_file(ino) else {
+            return;
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let first = self.rng.index(keys.len());
+        let (mut warms, mut errors) = (0, 0);
+        let n = keys.len().min(self.rng.range(1, 4) as usize);
+        for key in keys.iter().cycle().skip(first).take(n) {
+            warms += 1;
+            if self.vfs.warm_block(key, mode).is_err() {
+                errors += 1;
+            }
+        }
+        self.world.with(|st| {
+            st.peers.totals.warms += warms;
+            st.peers.totals.warm_errors += errors;
+        });
     }
 
     fn owned_name(n: u32) -> Vec<u8> {
@@ -629,6 +705,9 @@ impl<'a> Client<'a> {
         // As a mount does at unmount: upload what is staged while the store takes it;
         // the rest stays staged for the next incarnation.
         while self.vfs.writeback_backlog() > 0 && self.vfs.upload_staged(32) > 0 {}
+        if let Some(m) = self.member.take() {
+            m.leave(self.world, &self.vfs);
+        }
         let _ = self.vfs.meta().close_session(self.session);
         if let Some(cache) = self.vfs.block_cache() {
             client_cache::check_unmount(self.world, self.me, cache);

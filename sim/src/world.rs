@@ -18,6 +18,7 @@ use crate::checkers::{meta_consistency, objects};
 use crate::faults::{decide, CrashAt, Decision, Failure, Fault, FaultCounts, Rates, Service};
 use crate::kv::KvState;
 use crate::oracle::Oracle;
+use crate::peers::PeerNet;
 use crate::plant::Plant;
 use crate::rng::Rng;
 use crate::scheduler::{Scheduler, Status};
@@ -96,6 +97,8 @@ pub struct State {
     pub abandoned_uploads: u64,
     /// The metadata engine's disk is full until this virtual time (fault `meta-disk`).
     pub disk_full_until: u64,
+    /// The cache-group network between the clients ([`crate::peers`]).
+    pub peers: PeerNet,
 }
 
 impl State {
@@ -157,6 +160,7 @@ impl World {
             put_last: vec![false; slots],
             abandoned_uploads: 0,
             disk_full_until: 0,
+            peers: PeerNet::default(),
         };
         Arc::new(World {
             state: Mutex::new(state),
@@ -507,6 +511,7 @@ impl World {
             .record(now, me, "CRASH", what.as_bytes(), 0, String::new);
         let (seq, acked) = (st.kv.last_commit_of(me), st.kv.acked_sync);
         st.oracle.client_crashed(me, seq, acked);
+        st.peers.leave(me, true);
         if self.plant == Some(Plant::SliceIdReuse) {
             st.kv.rewind_next_slice(crate::plant::REWIND_SLICES);
         }
@@ -542,6 +547,7 @@ impl World {
             st.oracle.client_crashed(c, seq, acked);
         }
         st.oracle.system_crash(acked);
+        st.peers.all_down();
         if self.plant == Some(Plant::SliceIdReuse) {
             st.kv.rewind_next_slice(crate::plant::REWIND_SLICES);
         }

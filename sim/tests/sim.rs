@@ -268,3 +268,41 @@ fn cache_disk_faults_fire_and_never_reach_applications() {
     assert!(cache.evicted > 0 && cache.hits > 0, "{cache:?}");
     assert!(cache.checks > 0, "no clean unmount was checked");
 }
+
+#[test]
+fn cache_group_seeds_pass_with_peers_serving_under_peer_faults() {
+    use sim::peers::{PeerTotals, LATENCY_SLACK_NS, PEER_TIMEOUT};
+    let group = |seed| RunConfig {
+        group: true,
+        ..config(seed)
+    };
+    let mut t = PeerTotals::default();
+    for seed in 0..6 {
+        let r = run(&group(seed));
+        assert!(r.passed(), "seed {seed} failed: {}", r.failure.unwrap());
+        assert!(r.group);
+        t.merge(&r.peers);
+    }
+    // Peers actually gave each other blocks, and the faults actually bit.
+    assert!(t.hits > 0 && t.served > 0, "{t:?}");
+    assert!(t.corrupt + t.timeouts > 0, "{t:?}");
+    assert!(t.joins > 0 && t.leaves > 0 && t.warms > 0, "{t:?}");
+    // Every call ended within its deadline: the fallback to object storage is bounded.
+    let bound = PEER_TIMEOUT.as_nanos() as u64 + LATENCY_SLACK_NS;
+    assert!(t.max_latency_ns <= bound, "{t:?}");
+    // Reproducible from the seed, groups and all.
+    let (a, b) = (run(&group(5)), run(&group(5)));
+    assert_eq!(
+        (a.trace_hash, a.events, a.peers),
+        (b.trace_hash, b.events, b.peers)
+    );
+}
+
+#[test]
+fn planted_peer_skip_verify_is_found_by_the_data_checker() {
+    // Members taking peers' blocks unchecked while replies are corrupted in flight.
+    let r = finds(Plant::PeerSkipVerify, 200, |f| {
+        f.contains("garbage") || f.contains("data loss")
+    });
+    assert!(r.group);
+}
