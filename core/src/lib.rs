@@ -13,6 +13,7 @@
 //! - [`cache`]: caching decisions: eviction policies, the block cache index,
 //!   consistent hashing of blocks to cache dirs and peers, readahead, metadata TTLs.
 //! - [`format`]: the volume's settings, written once by `format`.
+//! - [`ratelimit`]: the token bucket of per-client upload and download limits.
 //! - [`replica`]: the replicated engine's decisions: the commands replicas apply, how
 //!   they apply them (deterministically, exactly once), and the client's optimistic
 //!   transactions over a remote engine.
@@ -27,4 +28,5 @@ pub mod cache;
 pub mod chunk;
 pub mod format;
 pub mod meta;
+pub mod ratelimit;
 pub mod replica;

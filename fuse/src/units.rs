@@ -1,4 +1,5 @@
-//! Human units on the command line: sizes like `64M` and durations like `10s`.
+//! Human units on the command line: sizes like `64M`, durations like `10s` and rates like
+//! `100` (Mbps, as JuiceFS takes them) or `50MiB/s`.
 
 use std::time::Duration;
 
@@ -31,6 +32,43 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("invalid size '{s}': too large"));
     }
     Ok(bytes.round() as u64)
+}
+
+/// Parses a rate into bytes per second. A plain number is megabits per second (JuiceFS's
+/// `--upload-limit` unit); bits: `bps`, `Kbps`, `Mbps`, `Gbps` (decimal); bytes per second:
+/// `B/s`, `KB/s`, `MB/s`, `GB/s` (decimal) and `KiB/s`, `MiB/s`, `GiB/s` (binary). 0 is
+/// no limit.
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        format!(
+            "invalid rate '{s}': use megabits per second (100), or a unit: 100Mbps, 1Gbps, 50MiB/s, 200MB/s"
+        )
+    };
+    let value: f64 = num.parse().map_err(|_| bad())?;
+    let per_sec = match unit.trim() {
+        "" | "Mbps" | "mbps" | "Mbit/s" => 1e6 / 8.0,
+        "bps" => 1.0 / 8.0,
+        "Kbps" | "kbps" | "Kbit/s" => 1e3 / 8.0,
+        "Gbps" | "gbps" | "Gbit/s" => 1e9 / 8.0,
+        "B/s" => 1.0,
+        "KB/s" | "kB/s" => 1e3,
+        "MB/s" => 1e6,
+        "GB/s" => 1e9,
+        "KiB/s" => 1024.0,
+        "MiB/s" => (1u64 << 20) as f64,
+        "GiB/s" => (1u64 << 30) as f64,
+        _ => return Err(bad()),
+    };
+    let rate = value * per_sec;
+    if !rate.is_finite() || rate > u64::MAX as f64 {
+        return Err(format!("invalid rate '{s}': too large"));
+    }
+    Ok(rate.round() as u64)
 }
 
 /// Parses a duration: a number with an optional unit `ms`, `s`, `m`, `h`. A plain
@@ -77,6 +115,19 @@ pub fn format_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("100"), Ok(12_500_000), "a plain number is Mbps");
+        assert_eq!(parse_rate("100Mbps"), Ok(12_500_000));
+        assert_eq!(parse_rate("1Gbps"), Ok(125_000_000));
+        assert_eq!(parse_rate("50MiB/s"), Ok(50 << 20));
+        assert_eq!(parse_rate("200MB/s"), Ok(200_000_000));
+        assert_eq!(parse_rate("1.5GiB/s"), Ok(3 << 29));
+        assert_eq!(parse_rate("0"), Ok(0));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10MiB").is_err(), "a size is not a rate");
+    }
 
     #[test]
     fn sizes() {

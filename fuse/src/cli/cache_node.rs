@@ -27,8 +27,14 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
     super::mount::block_signals();
     let meta = Arc::new(open_meta(&a.meta_url)?);
     let format = meta.format_info().clone();
-    let store =
-        super::open_volume_store(&format, a.max_downloads, a.request_timeout, a.io_retries)?;
+    let limits = crate::limit::Limits::new(a.limits.upload_limit, a.limits.download_limit);
+    let store = super::open_volume_store(
+        &format,
+        a.max_downloads,
+        a.request_timeout,
+        a.io_retries,
+        &limits,
+    )?;
     let cache = super::cache_opts::open_block_cache(
         &a.cache_dir,
         a.cache_size,
@@ -55,6 +61,7 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
         &meta,
         &vfs,
         &a.cache_dir,
+        &limits,
         stop.clone(),
     )?
     .ok_or("a cache node needs --cache-group NAME")?;

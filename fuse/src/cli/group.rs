@@ -6,7 +6,8 @@ use super::GroupArgs;
 use crate::group::membership::{self, Me};
 use crate::group::net::{group_key, random_bytes, TcpPeers};
 use crate::group::server::PeerServer;
-use crate::group::Group;
+use crate::group::{Group, Transport};
+use crate::limit::{LimitedService, LimitedTransport, Limits};
 use crate::vfs::{system_clock, Vfs};
 use ferrofs_core::cache::group::check_name;
 use ferrofs_core::meta::keys::{GROUP_NAME_MAX, MEMBER_ID_MAX};
@@ -44,6 +45,7 @@ pub fn join(
     meta: &Arc<Meta>,
     vfs: &Arc<Vfs>,
     cache_dirs: &str,
+    limits: &Limits,
     stop: Arc<AtomicBool>,
 ) -> Result<Option<Joined>, String> {
     let Some(name) = &a.cache_group else {
@@ -75,7 +77,14 @@ pub fn join(
         .map_err(|e| format!("cannot read the volume's peer secret: {e}"))?;
     let key = group_key(&secret, &meta.format_info().uuid, name);
     let (server, me) = if sharing {
-        let server = PeerServer::start(&a.group_listen, key, vfs.block_service()).map_err(|e| {
+        let mut service = vfs.block_service();
+        if let Some(up) = &limits.upload {
+            service = Arc::new(LimitedService {
+                inner: service,
+                upload: up.clone(),
+            });
+        }
+        let server = PeerServer::start(&a.group_listen, key, service).map_err(|e| {
             format!(
                 "cannot listen on {} for the cache group: {e} (choose another --group-listen)",
                 a.group_listen
@@ -105,7 +114,13 @@ pub fn join(
     } else {
         (None, None)
     };
-    let transport = Arc::new(TcpPeers::new(key));
+    let mut transport: Arc<dyn Transport> = Arc::new(TcpPeers::new(key));
+    if let Some(down) = &limits.download {
+        transport = Arc::new(LimitedTransport {
+            inner: transport,
+            download: down.clone(),
+        });
+    }
     let group = Arc::new(Group::new(
         name,
         me.as_ref().map(|m| m.id.as_str()),

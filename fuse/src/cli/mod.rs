@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::units::{parse_duration, parse_size};
+use crate::units::{parse_duration, parse_rate, parse_size};
 
 /// A distributed POSIX file system for AI training: data in object storage, metadata
 /// in a fast separate engine, mounted through FUSE.
@@ -139,6 +139,8 @@ pub struct CacheNodeArgs {
     /// Time allowed for one object-store request.
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Duration,
+    #[command(flatten)]
+    pub limits: LimitArgs,
 }
 
 #[derive(Args, Debug)]
@@ -422,6 +424,22 @@ pub struct MountArgs {
     pub log: Option<PathBuf>,
     #[command(flatten)]
     pub group: GroupArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Per-client bandwidth limits, for `mount` and `cache-node`.
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Most bytes per second this client sends: object-store uploads and blocks served to
+    /// cache-group peers. A plain number is Mbps (as in JuiceFS); or 1Gbps, 50MiB/s,
+    /// 200MB/s. 0: no limit.
+    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "RATE")]
+    pub upload_limit: u64,
+    /// Most bytes per second this client receives: object-store downloads and blocks from
+    /// cache-group peers. Same units as --upload-limit.
+    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "RATE")]
+    pub download_limit: u64,
 }
 
 #[derive(Args, Debug)]
@@ -510,6 +528,7 @@ fn open_volume_store(
     concurrency: usize,
     request_timeout: Duration,
     retries: u32,
+    limits: &crate::limit::Limits,
 ) -> Result<std::sync::Arc<dyn ferrofs_s3_backend::ObjectStore>, String> {
     let options = ferrofs_s3_backend::StoreOptions {
         access_key: format.access_key.clone(),
@@ -519,8 +538,16 @@ fn open_volume_store(
         max_retries: Some(retries),
         ..Default::default()
     };
-    open_object_store(&format.storage, &format.bucket, &options, false)
-        .map_err(|e| format!("cannot open the volume's object store: {e}"))
+    let store = open_object_store(&format.storage, &format.bucket, &options, false)
+        .map_err(|e| format!("cannot open the volume's object store: {e}"))?;
+    if limits.is_empty() {
+        return Ok(store);
+    }
+    Ok(std::sync::Arc::new(crate::limit::LimitedStore::new(
+        store,
+        limits.clone(),
+        format.block_size,
+    )))
 }
 
 impl StoreArgs {

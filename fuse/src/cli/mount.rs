@@ -82,11 +82,13 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         }
     })?);
     let format = meta.format_info().clone();
+    let limits = crate::limit::Limits::new(a.limits.upload_limit, a.limits.download_limit);
     let store = super::open_volume_store(
         &format,
         a.max_uploads.max(1) + a.max_downloads.max(1),
         a.request_timeout,
         a.io_retries,
+        &limits,
     )?;
     let session_info = serde_json::json!({
         "host": hostname(),
@@ -159,6 +161,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         &meta,
         &vfs,
         &cache_spec,
+        &limits,
         stop.clone(),
     )?;
     let in_sync = Arc::new(AtomicBool::new(false));

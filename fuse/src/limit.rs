@@ -1,0 +1,339 @@
+//! Per-client rate limits (`--upload-limit`, `--download-limit`), applied where bytes
+//! cross the network: object-store puts and gets ([`LimitedStore`]), blocks from
+//! cache-group peers ([`LimitedTransport`]) and blocks served to them
+//! ([`LimitedService`]). `core::ratelimit::TokenBucket` decides how long each transfer
+//! waits; a [`Limiter`] asks it with the monotonic clock and sleeps. Each transfer is
+//! charged before it starts (a whole-object get by the volume's block size, corrected once
+//! its length is known), so concurrency cannot overshoot the limit.
+
+use crate::group::{BlockService, PeerError, Transport};
+use ferrofs_core::cache::peer_wire::{Op, Reply};
+use ferrofs_core::chunk::block::stored_len;
+use ferrofs_core::chunk::BlockKey;
+use ferrofs_core::ratelimit::{default_burst, TokenBucket};
+use ferrofs_s3_backend::{Bytes, ObjectInfo, ObjectStore, Sleeper, StoreError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One direction's limit.
+pub struct Limiter {
+    bucket: Mutex<TokenBucket>,
+    origin: Instant,
+    sleeper: Arc<dyn Sleeper>,
+    /// Transfers that had to wait, and the nanoseconds they waited.
+    pub waits: AtomicU64,
+    pub waited_ns: AtomicU64,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Limiter({} B/s)", self.rate())
+    }
+}
+
+impl Limiter {
+    /// A limit of `rate` bytes per second (0: none), sleeping with `sleeper`.
+    pub fn new(rate: u64, sleeper: Arc<dyn Sleeper>) -> Arc<Limiter> {
+        Arc::new(Limiter {
+            bucket: Mutex::new(TokenBucket::new(rate, default_burst(rate), 0)),
+            origin: Instant::now(),
+            sleeper,
+            waits: AtomicU64::new(0),
+            waited_ns: AtomicU64::new(0),
+        })
+    }
+
+    /// A limit of `rate` bytes per second that sleeps the calling thread; `None` for 0.
+    pub fn of(rate: u64) -> Option<Arc<Limiter>> {
+        (rate > 0).then(|| Limiter::new(rate, Arc::new(ferrofs_s3_backend::ThreadSleeper)))
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.origin.elapsed().as_nanos() as u64
+    }
+
+    pub fn rate(&self) -> u64 {
+        self.bucket.lock().unwrap_or_else(|e| e.into_inner()).rate()
+    }
+
+    /// Changes the limit from now on (a running client picking up a new default).
+    pub fn set_rate(&self, rate: u64) {
+        let now = self.now_ns();
+        self.bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_rate(rate, default_burst(rate), now);
+    }
+
+    /// Waits until `n` more bytes may pass.
+    pub fn pass(&self, n: u64) {
+        let now = self.now_ns();
+        let wait = self
+            .bucket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(n, now);
+        if wait > 0 {
+            self.waits.fetch_add(1, Ordering::Relaxed);
+            self.waited_ns.fetch_add(wait, Ordering::Relaxed);
+            self.sleeper.sleep(Duration::from_nanos(wait));
+        }
+    }
+
+    /// Corrects an estimate: `charged` bytes were passed, `actual` moved.
+    fn settle(&self, charged: u64, actual: u64) {
+        let now = self.now_ns();
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        if actual > charged {
+            let _ = b.take(actual - charged, now);
+        } else {
+            b.refund(charged - actual, now);
+        }
+    }
+}
+
+/// The limits of one client.
+#[derive(Clone, Default, Debug)]
+pub struct Limits {
+    pub upload: Option<Arc<Limiter>>,
+    pub download: Option<Arc<Limiter>>,
+}
+
+impl Limits {
+    /// Limits of `upload` and `download` bytes per second (0: none).
+    pub fn new(upload: u64, download: u64) -> Limits {
+        Limits {
+            upload: Limiter::of(upload),
+            download: Limiter::of(download),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.upload.is_none() && self.download.is_none()
+    }
+}
+
+/// An object store whose puts and gets stay within the limits.
+#[derive(Debug)]
+pub struct LimitedStore {
+    inner: Arc<dyn ObjectStore>,
+    limits: Limits,
+    /// What a whole-object get of an object that is not a block is charged before its
+    /// length is known.
+    object_estimate: u64,
+}
+
+impl LimitedStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, limits: Limits, block_size: u32) -> LimitedStore {
+        LimitedStore {
+            inner,
+            limits,
+            object_estimate: stored_len(block_size),
+        }
+    }
+}
+
+impl LimitedStore {
+    /// The size of a whole object: a block object's name ends with its data length
+    /// (`…/{slice}_{index}_{len}`), anything else is charged a block.
+    fn whole_object_len(&self, key: &str) -> u64 {
+        key.starts_with("chunks/")
+            .then(|| key.rsplit('_').next()?.parse::<u32>().ok())
+            .flatten()
+            .map_or(self.object_estimate, stored_len)
+    }
+}
+
+impl ObjectStore for LimitedStore {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn put(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        if let Some(l) = &self.limits.upload {
+            l.pass(data.len() as u64);
+        }
+        self.inner.put(key, data)
+    }
+
+    fn get(&self, key: &str, offset: u64, len: Option<u64>) -> Result<Vec<u8>, StoreError> {
+        let Some(l) = &self.limits.download else {
+            return self.inner.get(key, offset, len);
+        };
+        let charged = len.unwrap_or_else(|| self.whole_object_len(key));
+        l.pass(charged);
+        let got = self.inner.get(key, offset, len);
+        l.settle(charged, got.as_ref().map_or(0, |d| d.len() as u64));
+        got
+    }
+
+    fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        self.inner.head(key)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+
+    fn list(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        limit: usize,
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.inner.list(prefix, start_after, limit)
+    }
+}
+
+/// Blocks from peers count against the download limit (charged before the call, so a
+/// wait never eats into the call's deadline).
+pub struct LimitedTransport {
+    pub inner: Arc<dyn Transport>,
+    pub download: Arc<Limiter>,
+}
+
+impl Transport for LimitedTransport {
+    fn call(
+        &self,
+        addr: &str,
+        op: Op,
+        local_only: bool,
+        key: &BlockKey,
+        timeout: Duration,
+    ) -> Result<Reply, PeerError> {
+        let charged = if op == Op::Get {
+            stored_len(key.len)
+        } else {
+            0
+        };
+        self.download.pass(charged);
+        let reply = self.inner.call(addr, op, local_only, key, timeout);
+        let got = match &reply {
+            Ok(Reply::Block(_, object)) => object.len() as u64,
+            _ => 0,
+        };
+        self.download.settle(charged, got);
+        reply
+    }
+}
+
+/// Blocks served to peers count against the upload limit.
+pub struct LimitedService {
+    pub inner: Arc<dyn BlockService>,
+    pub upload: Arc<Limiter>,
+}
+
+impl BlockService for LimitedService {
+    fn serve(&self, op: Op, local_only: bool, key: &BlockKey) -> Reply {
+        let reply = self.inner.serve(op, local_only, key);
+        if let Reply::Block(_, object) = &reply {
+            self.upload.pass(object.len() as u64);
+        }
+        reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrofs_s3_backend::MemStore;
+
+    #[test]
+    fn a_limited_store_moves_about_the_limit_per_second() {
+        let limits = Limits::new(4 << 20, 4 << 20);
+        let store = LimitedStore::new(Arc::new(MemStore::new()), limits, 1 << 20);
+        let t = Instant::now();
+        // 1 MiB of burst, then 8 MiB at 4 MiB/s: about 2 s each way.
+        for i in 0..9 {
+            store
+                .put(&format!("k{i}"), Bytes::from(vec![0u8; 1 << 20]))
+                .unwrap();
+        }
+        let up = t.elapsed();
+        let t = Instant::now();
+        for i in 0..9 {
+            assert_eq!(store.get(&format!("k{i}"), 0, None).unwrap().len(), 1 << 20);
+        }
+        let down = t.elapsed();
+        for d in [up, down] {
+            assert!(
+                d > Duration::from_millis(1800) && d < Duration::from_millis(2600),
+                "{d:?}"
+            );
+        }
+        let l = store.limits.upload.as_ref().unwrap();
+        assert!(l.waits.load(Ordering::Relaxed) >= 7);
+        let key = BlockKey {
+            slice: ferrofs_core::SliceId(7),
+            index: 1,
+            len: 12_345,
+        };
+        assert_eq!(
+            store.whole_object_len(&key.object_name()),
+            stored_len(12_345)
+        );
+        assert_eq!(store.whole_object_len("setting"), stored_len(1 << 20));
+    }
+
+    /// Answers every get with a block at once.
+    struct Instant1M;
+
+    impl Transport for Instant1M {
+        fn call(
+            &self,
+            _: &str,
+            _: Op,
+            _: bool,
+            key: &BlockKey,
+            _: Duration,
+        ) -> Result<Reply, PeerError> {
+            let data = vec![7u8; key.len as usize];
+            Ok(Reply::Block(
+                *key,
+                ferrofs_core::chunk::block::encode_block(&data),
+            ))
+        }
+    }
+
+    impl BlockService for Instant1M {
+        fn serve(&self, op: Op, local_only: bool, key: &BlockKey) -> Reply {
+            self.call("", op, local_only, key, Duration::ZERO).unwrap()
+        }
+    }
+
+    #[test]
+    fn peer_traffic_counts_against_the_limits() {
+        let key = BlockKey {
+            slice: ferrofs_core::SliceId(1),
+            index: 0,
+            len: 1 << 20,
+        };
+        let limits = Limits::new(4 << 20, 4 << 20);
+        let down = LimitedTransport {
+            inner: Arc::new(Instant1M),
+            download: limits.download.clone().unwrap(),
+        };
+        let up = LimitedService {
+            inner: Arc::new(Instant1M),
+            upload: limits.upload.clone().unwrap(),
+        };
+        let t = Instant::now();
+        for _ in 0..9 {
+            down.call("peer", Op::Get, false, &key, Duration::from_secs(1))
+                .unwrap();
+        }
+        let d = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..9 {
+            up.serve(Op::Get, false, &key);
+        }
+        let u = t.elapsed();
+        for e in [d, u] {
+            assert!(
+                e > Duration::from_millis(1800) && e < Duration::from_millis(2600),
+                "{e:?}"
+            );
+        }
+    }
+}
