@@ -36,6 +36,17 @@ pub struct Format {
     /// Maximum number of inodes; 0 means unlimited.
     pub inodes: u64,
     pub version: u32,
+    /// Volume-wide default of each client's upload limit in bytes per second (0: none);
+    /// a client's own `--upload-limit` wins. Running clients pick changes up.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub upload_limit: u64,
+    /// Volume-wide default of each client's download limit (as `upload_limit`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub download_limit: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Format {
@@ -52,6 +63,8 @@ impl Format {
             capacity: 0,
             inodes: 0,
             version: FORMAT_VERSION,
+            upload_limit: 0,
+            download_limit: 0,
         }
     }
 
@@ -114,6 +127,12 @@ mod tests {
         f.inodes = 1000;
         let j = f.to_json();
         assert_eq!(Format::from_json(&j).unwrap(), f);
+        assert!(
+            !j.contains("limit"),
+            "no limits, no fields: older clients read it"
+        );
+        f.upload_limit = 10_000_000;
+        assert_eq!(Format::from_json(&f.to_json()).unwrap(), f);
         assert!(Format::from_json("{").is_err());
         assert!(Format::from_json("{\"name\":\"x\"}").is_err());
     }

@@ -93,6 +93,9 @@ impl Limiter {
     }
 }
 
+/// How often a client rereads the volume's default limits.
+pub const FOLLOW_EVERY: Duration = Duration::from_secs(5);
+
 /// The limits of one client.
 #[derive(Clone, Default, Debug)]
 pub struct Limits {
@@ -112,6 +115,98 @@ impl Limits {
     pub fn is_empty(&self) -> bool {
         self.upload.is_none() && self.download.is_none()
     }
+
+    /// A client's limits: its own (`Some`, fixed) or else the volume's defaults, which it
+    /// follows; a followed direction always has a limiter (at rate 0 while unlimited), so
+    /// a default set later applies to transfers already wrapped.
+    pub fn of_client(own: (Option<u64>, Option<u64>), volume: (u64, u64)) -> Limits {
+        let pick = |own: Option<u64>, volume: u64| match own {
+            Some(r) => Limiter::of(r),
+            None => Some(Limiter::new(
+                volume,
+                Arc::new(ferrofs_s3_backend::ThreadSleeper),
+            )),
+        };
+        Limits {
+            upload: pick(own.0, volume.0),
+            download: pick(own.1, volume.1),
+        }
+    }
+
+    /// Applies the volume's defaults `(upload, download)` to the directions the client
+    /// did not set itself; true if a rate changed.
+    pub fn follow(&self, own: (Option<u64>, Option<u64>), volume: (u64, u64)) -> bool {
+        let mut changed = false;
+        for (own, l, v, what) in [
+            (own.0, &self.upload, volume.0, "upload"),
+            (own.1, &self.download, volume.1, "download"),
+        ] {
+            if let (None, Some(l)) = (own, l) {
+                if l.rate() != v {
+                    tracing::info!(
+                        "{what} limit is now {} (the volume's default)",
+                        show_rate(v)
+                    );
+                    l.set_rate(v);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// The limits as JSON, for the control socket.
+    pub fn json(&self) -> serde_json::Value {
+        let one = |l: &Option<Arc<Limiter>>| match l {
+            None => serde_json::Value::Null,
+            Some(l) => serde_json::json!({
+                "rate": l.rate(),
+                "waits": l.waits.load(Ordering::Relaxed),
+                "waited_ns": l.waited_ns.load(Ordering::Relaxed),
+            }),
+        };
+        serde_json::json!({ "upload": one(&self.upload), "download": one(&self.download) })
+    }
+}
+
+/// A rate for people: `unlimited` or MB/s.
+pub fn show_rate(bytes_per_sec: u64) -> String {
+    match bytes_per_sec {
+        0 => "unlimited".into(),
+        r => format!("{:.2} MB/s", r as f64 / 1e6),
+    }
+}
+
+/// Rereads the volume's default limits every [`FOLLOW_EVERY`] until `stop` and applies
+/// them to the directions the client did not set (nothing to do if it set both).
+pub fn spawn_follower(
+    meta: Arc<ferrofs_core::meta::Meta>,
+    limits: Limits,
+    own: (Option<u64>, Option<u64>),
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    if own.0.is_some() && own.1.is_some() {
+        return None;
+    }
+    std::thread::Builder::new()
+        .name("ferrofs-limits".into())
+        .spawn(move || {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                if last.elapsed() < FOLLOW_EVERY {
+                    continue;
+                }
+                last = Instant::now();
+                match meta.read_settings() {
+                    Ok(f) => {
+                        limits.follow(own, (f.upload_limit, f.download_limit));
+                    }
+                    Err(e) => tracing::debug!("cannot reread the volume's limits: {e}"),
+                }
+            }
+        })
+        .ok()
 }
 
 /// An object store whose puts and gets stay within the limits.
@@ -238,6 +333,21 @@ impl BlockService for LimitedService {
 mod tests {
     use super::*;
     use ferrofs_s3_backend::MemStore;
+
+    #[test]
+    fn a_client_follows_the_volume_default_unless_it_set_its_own() {
+        let l = Limits::of_client((Some(1000), None), (0, 0));
+        assert_eq!(
+            l.download.as_ref().unwrap().rate(),
+            0,
+            "followed, unlimited for now"
+        );
+        assert!(l.follow((Some(1000), None), (5000, 7000)));
+        assert_eq!(l.upload.as_ref().unwrap().rate(), 1000, "its own wins");
+        assert_eq!(l.download.as_ref().unwrap().rate(), 7000);
+        assert!(!l.follow((Some(1000), None), (5000, 7000)));
+        assert!(Limits::of_client((Some(0), Some(0)), (9, 9)).is_empty());
+    }
 
     #[test]
     fn a_limited_store_moves_about_the_limit_per_second() {

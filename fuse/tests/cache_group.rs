@@ -1,6 +1,7 @@
 //! A cache group of real processes: a meta server, two `ferrofs cache-node`s and
 //! `--no-sharing` mounts. Warm once from one mount, read everything from another with no
-//! object-store GET; a cache node killed mid-way costs only fallback reads.
+//! object-store GET; a cache node killed mid-way costs only fallback reads; a volume-wide
+//! rate limit set with `ferrofs config` reaches a running mount.
 
 mod common;
 
@@ -227,5 +228,28 @@ fn warm_once_read_anywhere_and_survive_a_dead_cache_node() {
     assert!(c["store_gets"].as_u64().unwrap() > 0, "{c}");
     assert!(c["hits"].as_u64().unwrap() > 0, "{c}");
     assert!(took < Duration::from_secs(15), "reads took {took:?}");
+
+    // A volume-wide download limit reaches the running mount without a remount.
+    let o = ferrofs(&["config", &url, "--download-limit", "80"]);
+    assert!(o.status.success(), "config: {}", stderr(&o));
+    let settings: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(settings["download_limit"], 10_000_000, "80 Mbps");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut s = UnixStream::connect(mount_socket(&c_mnt)).unwrap();
+        s.write_all(b"{\"op\":\"limits\"}\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["done"]["download"]["rate"] == 10_000_000 {
+            assert_eq!(v["done"]["upload"]["rate"], 0, "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mount did not pick the limit up: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     umount(&c_mnt);
 }

@@ -205,3 +205,34 @@ fn bad_cache_group_options_are_named() {
     v.mount();
     v.umount();
 }
+
+#[test]
+fn config_changes_limits_and_quotas_but_says_what_it_cannot() {
+    let v = Volume::new();
+    v.format();
+    let o = ferrofs(&[
+        "config",
+        &v.meta_url,
+        "--upload-limit",
+        "100",
+        "--capacity",
+        "1G",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ferrofs(&["config", &v.meta_url]);
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(json["upload_limit"], 12_500_000, "100 Mbps");
+    assert_eq!(json["capacity"], 1u64 << 30);
+    assert!(json.get("download_limit").is_none(), "{json}");
+    let o = ferrofs(&["config", &v.meta_url, "--upload-limit", "fast"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("50MiB/s"), "{}", stderr(&o));
+    let o = ferrofs(&[
+        "mount",
+        &v.meta_url,
+        "/nonexistent",
+        "--download-limit",
+        "1x",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}

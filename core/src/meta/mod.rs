@@ -26,6 +26,7 @@ mod readdir;
 mod remove;
 mod rename;
 mod session;
+mod settings;
 mod store;
 pub mod usage;
 mod xattr;

@@ -27,7 +27,9 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
     super::mount::block_signals();
     let meta = Arc::new(open_meta(&a.meta_url)?);
     let format = meta.format_info().clone();
-    let limits = crate::limit::Limits::new(a.limits.upload_limit, a.limits.download_limit);
+    let own_limits = (a.limits.upload_limit, a.limits.download_limit);
+    let limits =
+        crate::limit::Limits::of_client(own_limits, (format.upload_limit, format.download_limit));
     let store = super::open_volume_store(
         &format,
         a.max_downloads,
@@ -54,7 +56,10 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
         config,
         cache,
     ));
+    vfs.set_limits(limits.clone());
     let stop = Arc::new(AtomicBool::new(false));
+    let limits_thread =
+        crate::limit::spawn_follower(meta.clone(), limits.clone(), own_limits, stop.clone());
     let joined = super::group::join(
         &a.group,
         &a.meta_url,
@@ -85,6 +90,9 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
     stop.store(true, Ordering::Relaxed);
     let c = joined.group.stats.snapshot();
     joined.leave();
+    if let Some(t) = limits_thread {
+        let _ = t.join();
+    }
     let _ = std::fs::remove_file(&control);
     tracing::info!(
         served = c.served,

@@ -10,6 +10,7 @@
 //! - `{"op": "cache"}`: the block cache's counters.
 //! - `{"op": "group"}`: the cache group's members and peer traffic, and the GETs this
 //!   process sent to the object store (a mount's, or a `ferrofs cache-node`'s).
+//! - `{"op": "limits"}`: the rate limits in force (bytes/s, 0 unlimited) and their waits.
 
 use crate::vfs::{Vfs, WarmMode, Warmed};
 use ferrofs_core::Ino;
@@ -71,6 +72,10 @@ fn handle(conn: UnixStream, vfs: &Arc<Vfs>) {
             Some("warmup") => warmup(&req, vfs, &mut out),
             Some("cache") => cache_counters(vfs),
             Some("group") => group_counters(vfs),
+            Some("limits") => match vfs.limits() {
+                Some(l) => json!({ "done": l.json() }),
+                None => json!({ "error": "this process has no rate limits" }),
+            },
             other => json!({ "error": format!("unknown op {other:?}") }),
         },
     };

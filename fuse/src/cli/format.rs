@@ -22,6 +22,8 @@ pub fn run(a: FormatArgs) -> CliResult {
         capacity: a.capacity,
         inodes: a.inodes,
         version: 1,
+        upload_limit: 0,
+        download_limit: 0,
     };
     format
         .validate()

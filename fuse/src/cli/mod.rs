@@ -4,6 +4,7 @@
 
 mod cache_node;
 mod cache_opts;
+mod config;
 mod control;
 mod feed;
 mod format;
@@ -68,6 +69,9 @@ pub enum Command {
         after_help = "Example (three cache nodes, and a training pod that only reads from them):\n  ferrofs cache-node META-URL --cache-group train --cache-dir /ssd1 --cache-size 1T --group-listen 10.0.0.1:9600\n  ferrofs cache-node META-URL --cache-group train --cache-dir /ssd1 --cache-size 1T --group-listen 10.0.0.2:9600\n  ferrofs cache-node META-URL --cache-group train --cache-dir /ssd1 --cache-size 1T --group-listen 10.0.0.3:9600\n  ferrofs mount META-URL /mnt/data --cache-group train --no-sharing\n  ferrofs warmup /mnt/data/dataset     # every block lands on its owner once"
     )]
     CacheNode(CacheNodeArgs),
+    /// Show or change a volume's settings: the default rate limits of its clients (which
+    /// running clients follow within seconds) and its quotas.
+    Config(ConfigArgs),
     /// List, add, remove or replace the replicas of a running meta-server cluster,
     /// without downtime.
     #[command(
@@ -75,6 +79,26 @@ pub enum Command {
         after_help = "Example (replace replica 3 by a new replica 4):\n  ferrofs meta-server --join --id 4 --peers 1=h1:7001,2=h2:7002,4=h4:7004 --data-dir /var/lib/ferrofs/r4 &\n  ferrofs meta-member replace raft://h1:7001,h2:7002,h3:7003 3 4=h4:7004\nA new replica starts with --join and an empty data dir; `add` makes it a learner, waits until it has caught up (by snapshot and log), then makes it a voter."
     )]
     MetaMember(MetaMemberArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Metadata engine URL of the volume.
+    #[arg(value_name = "META-URL")]
+    pub meta_url: String,
+    /// Default upload limit of every client (Mbps, or 1Gbps, 50MiB/s; 0: none). A
+    /// client's own --upload-limit wins.
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub upload_limit: Option<u64>,
+    /// Default download limit of every client (as --upload-limit).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub download_limit: Option<u64>,
+    /// Space quota, e.g. 1T (0: unlimited); mounts apply it when they next mount.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub capacity: Option<u64>,
+    /// Inode quota (0: unlimited); mounts apply it when they next mount.
+    #[arg(long, value_name = "COUNT")]
+    pub inodes: Option<u64>,
 }
 
 /// Cache-group membership, for `mount` and `cache-node`.
@@ -433,13 +457,13 @@ pub struct MountArgs {
 pub struct LimitArgs {
     /// Most bytes per second this client sends: object-store uploads and blocks served to
     /// cache-group peers. A plain number is Mbps (as in JuiceFS); or 1Gbps, 50MiB/s,
-    /// 200MB/s. 0: no limit.
-    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "RATE")]
-    pub upload_limit: u64,
+    /// 200MB/s; 0: no limit. Default: the volume's (`ferrofs config`), followed live.
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub upload_limit: Option<u64>,
     /// Most bytes per second this client receives: object-store downloads and blocks from
-    /// cache-group peers. Same units as --upload-limit.
-    #[arg(long, default_value = "0", value_parser = parse_rate, value_name = "RATE")]
-    pub download_limit: u64,
+    /// cache-group peers. Same units and default as --upload-limit.
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub download_limit: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -479,6 +503,7 @@ pub fn main() -> i32 {
         Command::MetaServer(a) => meta_server::run(a),
         Command::MetaMember(a) => meta_member::run(a),
         Command::CacheNode(a) => cache_node::run(a),
+        Command::Config(a) => config::run(a),
     };
     match result {
         Ok(()) => 0,

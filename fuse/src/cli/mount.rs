@@ -82,7 +82,9 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         }
     })?);
     let format = meta.format_info().clone();
-    let limits = crate::limit::Limits::new(a.limits.upload_limit, a.limits.download_limit);
+    let own_limits = (a.limits.upload_limit, a.limits.download_limit);
+    let limits =
+        crate::limit::Limits::of_client(own_limits, (format.upload_limit, format.download_limit));
     let store = super::open_volume_store(
         &format,
         a.max_uploads.max(1) + a.max_downloads.max(1),
@@ -154,7 +156,10 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         cache,
     ));
     vfs.resume_staged(staged);
+    vfs.set_limits(limits.clone());
     let stop = Arc::new(AtomicBool::new(false));
+    let limits_thread =
+        crate::limit::spawn_follower(meta.clone(), limits.clone(), own_limits, stop.clone());
     let group = super::group::join(
         &a.group,
         &a.meta_url,
@@ -229,6 +234,9 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     }
     if let Some(g) = group {
         g.leave();
+    }
+    if let Some(t) = limits_thread {
+        let _ = t.join();
     }
     // `destroy` flushed open files; flush again in case the kernel skipped it.
     let shutdown = vfs.shutdown();

@@ -123,6 +123,8 @@ pub struct Vfs {
     writeback: Option<Arc<Writeback>>,
     /// Blocking lock requests waiting for a conflicting lock to go.
     lock_waits: locks::LockWaits,
+    /// The rate limits its store and peer traffic go through (for the control socket).
+    limits: std::sync::OnceLock<crate::limit::Limits>,
 }
 
 impl Vfs {
@@ -173,6 +175,7 @@ impl Vfs {
             blocks: Arc::new(blocks),
             config,
             lock_waits: locks::LockWaits::default(),
+            limits: std::sync::OnceLock::new(),
         }
     }
 
@@ -215,6 +218,15 @@ impl Vfs {
     /// What this client serves to its cache-group peers.
     pub fn block_service(&self) -> Arc<dyn crate::group::BlockService> {
         self.blocks.clone()
+    }
+
+    /// Records the limits this client's traffic goes through (set once, by the shell).
+    pub fn set_limits(&self, limits: crate::limit::Limits) {
+        let _ = self.limits.set(limits);
+    }
+
+    pub fn limits(&self) -> Option<&crate::limit::Limits> {
+        self.limits.get()
     }
 
     /// GETs this client sent to the object store for block data so far.
