@@ -35,6 +35,8 @@ pub struct FerroFs {
     /// With the change feed: the lifetimes used while it is out of sync, and whether
     /// it is in sync (`vfs::feed`).
     fallback: Option<(KernelCache, Arc<std::sync::atomic::AtomicBool>)>,
+    /// Where each request's latency goes (`--metrics`, `ferrofs stats`).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl FerroFs {
@@ -43,7 +45,18 @@ impl FerroFs {
             vfs,
             cache,
             fallback: None,
+            metrics: None,
         }
+    }
+
+    /// Times every request into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn timer(&self, op: &'static str) -> Option<crate::metrics::OpTimer> {
+        self.metrics.as_ref().map(|m| m.op(op))
     }
 
     /// Uses `fallback` lifetimes whenever `in_sync` is not set.
@@ -260,6 +273,7 @@ impl Filesystem for FerroFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _timer = self.timer("lookup");
         self.reply_lookup(
             reply,
             self.vfs.lookup(&ctx(req), ino(parent), name.as_bytes()),
@@ -267,6 +281,7 @@ impl Filesystem for FerroFs {
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _timer = self.timer("getattr");
         match self.vfs.getattr(ino(i)) {
             Ok(a) => reply.attr(&self.ttl().attr, &file_attr(&a)),
             Err(e) => reply.error(errno(e)),
@@ -291,6 +306,7 @@ impl Filesystem for FerroFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _timer = self.timer("setattr");
         let set = SetAttr {
             mode,
             uid,
@@ -311,6 +327,7 @@ impl Filesystem for FerroFs {
     }
 
     fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+        let _timer = self.timer("readlink");
         match self.vfs.readlink(ino(i)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
@@ -327,6 +344,7 @@ impl Filesystem for FerroFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _timer = self.timer("mknod");
         let Some(k) = FileType::from_mode(mode) else {
             return reply.error(fuser::Errno::EINVAL);
         };
@@ -351,6 +369,7 @@ impl Filesystem for FerroFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _timer = self.timer("mkdir");
         let r = self.vfs.mkdir(
             &ctx(req),
             ino(parent),
@@ -362,6 +381,7 @@ impl Filesystem for FerroFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _timer = self.timer("unlink");
         reply_empty(
             reply,
             self.vfs.unlink(&ctx(req), ino(parent), name.as_bytes()),
@@ -369,6 +389,7 @@ impl Filesystem for FerroFs {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _timer = self.timer("rmdir");
         reply_empty(
             reply,
             self.vfs.rmdir(&ctx(req), ino(parent), name.as_bytes()),
@@ -383,6 +404,7 @@ impl Filesystem for FerroFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _timer = self.timer("symlink");
         let r = self.vfs.symlink(
             &ctx(req),
             ino(parent),
@@ -402,6 +424,7 @@ impl Filesystem for FerroFs {
         flags: fuser::RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _timer = self.timer("rename");
         let Some(flags) = RenameFlags::from_bits(flags.bits()) else {
             return reply.error(fuser::Errno::EINVAL);
         };
@@ -424,6 +447,7 @@ impl Filesystem for FerroFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _timer = self.timer("link");
         let r = self
             .vfs
             .link(&ctx(req), ino(i), ino(newparent), newname.as_bytes());
@@ -431,6 +455,7 @@ impl Filesystem for FerroFs {
     }
 
     fn open(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _timer = self.timer("open");
         match self.vfs.open(&ctx(req), ino(i), flags.0) {
             Ok((fh, _)) => reply.opened(FileHandle(fh.0), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
@@ -448,6 +473,7 @@ impl Filesystem for FerroFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _timer = self.timer("read");
         match self.vfs.read(Fh(fh.0), offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(e)),
@@ -466,6 +492,7 @@ impl Filesystem for FerroFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _timer = self.timer("write");
         match self.vfs.write(Fh(fh.0), offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
@@ -480,6 +507,7 @@ impl Filesystem for FerroFs {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        let _timer = self.timer("flush");
         // A close(): the closing process's POSIX locks on the file go, whatever
         // descriptor they were taken through.
         let flushed = self.vfs.flush(Fh(fh.0));
@@ -497,6 +525,7 @@ impl Filesystem for FerroFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _timer = self.timer("release");
         // The last reference to the open file: its flock (and OFD) locks go.
         if let Err(e) = self
             .vfs
@@ -519,6 +548,7 @@ impl Filesystem for FerroFs {
         _pid: u32,
         reply: ReplyLock,
     ) {
+        let _timer = self.timer("getlk");
         let Some(Some(kind)) = lock_kind(typ) else {
             return reply.error(fuser::Errno::EINVAL);
         };
@@ -550,6 +580,7 @@ impl Filesystem for FerroFs {
         sleep: bool,
         reply: ReplyEmpty,
     ) {
+        let _timer = self.timer("setlk");
         let Some(kind) = lock_kind(typ) else {
             return reply.error(fuser::Errno::EINVAL);
         };
@@ -583,10 +614,12 @@ impl Filesystem for FerroFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _timer = self.timer("fsync");
         reply_empty(reply, self.vfs.fsync(Fh(fh.0)))
     }
 
     fn opendir(&self, req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _timer = self.timer("opendir");
         match self.vfs.opendir(&ctx(req), ino(i), flags.0) {
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
@@ -601,6 +634,7 @@ impl Filesystem for FerroFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _timer = self.timer("readdir");
         match self.vfs.readdir(&ctx(req), ino(i), offset, 256, false) {
             Ok(entries) => {
                 for e in entries {
@@ -623,6 +657,7 @@ impl Filesystem for FerroFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _timer = self.timer("readdirplus");
         match self.vfs.readdir(&ctx(req), ino(i), offset, 128, true) {
             Ok(entries) => {
                 for e in entries {
@@ -655,6 +690,7 @@ impl Filesystem for FerroFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let _timer = self.timer("releasedir");
         reply_empty(reply, self.vfs.releasedir(ino(i)))
     }
 
@@ -666,10 +702,12 @@ impl Filesystem for FerroFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _timer = self.timer("fsyncdir");
         reply_empty(reply, self.vfs.meta().sync())
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let _timer = self.timer("statfs");
         match self.vfs.statfs() {
             Ok(s) => {
                 let bsize = 4096u64;
@@ -701,6 +739,7 @@ impl Filesystem for FerroFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _timer = self.timer("setxattr");
         let mode = match flags {
             0 => XattrMode::Any,
             libc::XATTR_CREATE => XattrMode::Create,
@@ -715,6 +754,7 @@ impl Filesystem for FerroFs {
     }
 
     fn getxattr(&self, req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _timer = self.timer("getxattr");
         match self.vfs.getxattr(&ctx(req), ino(i), name.as_bytes()) {
             Ok(v) => reply_xattr(reply, &v, size),
             Err(e) => reply.error(errno(e)),
@@ -722,6 +762,7 @@ impl Filesystem for FerroFs {
     }
 
     fn listxattr(&self, req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        let _timer = self.timer("listxattr");
         match self.vfs.listxattr(&ctx(req), ino(i)) {
             Ok(names) => {
                 let mut buf = Vec::new();
@@ -736,6 +777,7 @@ impl Filesystem for FerroFs {
     }
 
     fn removexattr(&self, req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _timer = self.timer("removexattr");
         reply_empty(
             reply,
             self.vfs.removexattr(&ctx(req), ino(i), name.as_bytes()),
@@ -743,6 +785,7 @@ impl Filesystem for FerroFs {
     }
 
     fn access(&self, req: &Request, i: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let _timer = self.timer("access");
         reply_empty(
             reply,
             self.vfs.access(&ctx(req), ino(i), mask.bits() as u32),
@@ -759,6 +802,7 @@ impl Filesystem for FerroFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let _timer = self.timer("create");
         let r = self.vfs.create(
             &ctx(req),
             ino(parent),
@@ -789,6 +833,7 @@ impl Filesystem for FerroFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _timer = self.timer("fallocate");
         // Plain allocation only: space is not reserved in an object store, so
         // allocating means making the file at least offset+length long.
         if mode != 0 {

@@ -10,5 +10,6 @@ pub mod cli;
 pub mod fs;
 pub mod group;
 pub mod limit;
+pub mod metrics;
 pub mod units;
 pub mod vfs;

@@ -3,7 +3,7 @@
 //! readers (fetching each from object storage once), and leaves the group cleanly on
 //! SIGINT/SIGTERM. Its counters are on a control socket (`{"op": "group"}`).
 
-use super::{open_meta, CacheNodeArgs, CliResult};
+use super::{CacheNodeArgs, CliResult};
 use crate::vfs::{system_clock, Vfs, VfsConfig};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +25,13 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
         return Err("a cache node keeps blocks: give it a --cache-size above 0".into());
     }
     super::mount::block_signals();
-    let meta = Arc::new(open_meta(&a.meta_url)?);
+    let metrics = crate::metrics::Metrics::new();
+    let meta = Arc::new(super::open_meta_with(&a.meta_url, |kv| {
+        Arc::new(crate::metrics::MeteredKv {
+            inner: kv,
+            metrics: metrics.clone(),
+        })
+    })?);
     let format = meta.format_info().clone();
     let own_limits = (a.limits.upload_limit, a.limits.download_limit);
     let limits =
@@ -36,6 +42,7 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
         a.request_timeout,
         a.io_retries,
         &limits,
+        Some(&metrics),
     )?;
     let cache = super::cache_opts::open_block_cache(
         &a.cache_dir,
@@ -57,6 +64,9 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
         cache,
     ));
     vfs.set_limits(limits.clone());
+    vfs.set_metrics(metrics.clone());
+    metrics.watch(&vfs);
+    super::serve_metrics(&metrics, a.metrics.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
     let limits_thread =
         crate::limit::spawn_follower(meta.clone(), limits.clone(), own_limits, stop.clone());

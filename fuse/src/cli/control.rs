@@ -10,6 +10,8 @@
 //! - `{"op": "cache"}`: the block cache's counters.
 //! - `{"op": "group"}`: the cache group's members and peer traffic, and the GETs this
 //!   process sent to the object store (a mount's, or a `ferrofs cache-node`'s).
+//! - `{"op": "stats"}`: counters for `ferrofs stats` (FUSE ops with total latency, object
+//!   requests and bytes, cache and peer hits).
 //! - `{"op": "limits"}`: the rate limits in force (bytes/s, 0 unlimited) and their waits.
 
 use crate::vfs::{Vfs, WarmMode, Warmed};
@@ -72,6 +74,7 @@ fn handle(conn: UnixStream, vfs: &Arc<Vfs>) {
             Some("warmup") => warmup(&req, vfs, &mut out),
             Some("cache") => cache_counters(vfs),
             Some("group") => group_counters(vfs),
+            Some("stats") => stats(vfs),
             Some("limits") => match vfs.limits() {
                 Some(l) => json!({ "done": l.json() }),
                 None => json!({ "error": "this process has no rate limits" }),
@@ -99,6 +102,26 @@ fn cache_counters(vfs: &Vfs) -> Value {
             }})
         }
     }
+}
+
+/// What `ferrofs stats` shows: the metrics' snapshot plus cache and peer counters.
+fn stats(vfs: &Vfs) -> Value {
+    let Some(m) = vfs.metrics() else {
+        return json!({ "error": "this process keeps no metrics" });
+    };
+    let mut v = m.snapshot();
+    if let Some(c) = vfs.block_cache() {
+        let c = c.counters();
+        v["cache"] = json!({ "hits": c.index.hits, "misses": c.index.misses,
+                             "hit_bytes": c.index.hit_bytes, "bytes": c.bytes });
+    }
+    if let Some(g) = vfs.group() {
+        let c = g.stats.snapshot();
+        v["peers"] = json!({ "hits": c.hits, "bytes_in": c.bytes_in, "failures": c.failures,
+                             "served": c.served, "bytes_out": c.bytes_out });
+    }
+    v["staging"] = json!(vfs.writeback_backlog());
+    json!({ "done": v })
 }
 
 fn group_counters(vfs: &Vfs) -> Value {

@@ -14,6 +14,7 @@ mod meta_server;
 mod mount;
 pub mod mountinfo;
 mod objbench;
+mod stats;
 mod status;
 mod umount;
 mod warmup;
@@ -50,6 +51,9 @@ pub enum Command {
     Umount(UmountArgs),
     /// Show a volume's settings, usage and client sessions.
     Status(StatusArgs),
+    /// Watch one mount live: operations, latency, cache hits, object and peer traffic,
+    /// one line per interval.
+    Stats(StatsArgs),
     /// Measure an object store on its own: put, get and delete throughput and latency.
     Objbench(ObjbenchArgs),
     /// Fill the block cache of a running mount with files and directory trees (or check
@@ -165,6 +169,9 @@ pub struct CacheNodeArgs {
     pub request_timeout: Duration,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Serve this node's metrics at http://ADDR/metrics (Prometheus text format).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -450,6 +457,10 @@ pub struct MountArgs {
     pub group: GroupArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Serve this mount's metrics in the Prometheus text format at
+    /// http://ADDR/metrics, e.g. 127.0.0.1:9567 (each client its own; off by default).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
 }
 
 /// Per-client bandwidth limits, for `mount` and `cache-node`.
@@ -477,6 +488,19 @@ pub struct UmountArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// The mount point.
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+    /// Time between lines.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Duration,
+    /// Stop after this many lines (default: until interrupted).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+}
+
+#[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Metadata engine URL of the volume.
     #[arg(value_name = "META-URL")]
@@ -498,6 +522,7 @@ pub fn main() -> i32 {
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => umount::run(a),
         Command::Status(a) => status::run(a),
+        Command::Stats(a) => stats::run(a),
         Command::Objbench(a) => objbench::run(a),
         Command::Warmup(a) => warmup::run(a),
         Command::MetaServer(a) => meta_server::run(a),
@@ -554,6 +579,7 @@ fn open_volume_store(
     request_timeout: Duration,
     retries: u32,
     limits: &crate::limit::Limits,
+    metrics: Option<&std::sync::Arc<crate::metrics::Metrics>>,
 ) -> Result<std::sync::Arc<dyn ferrofs_s3_backend::ObjectStore>, String> {
     let options = ferrofs_s3_backend::StoreOptions {
         access_key: format.access_key.clone(),
@@ -563,8 +589,14 @@ fn open_volume_store(
         max_retries: Some(retries),
         ..Default::default()
     };
-    let store = open_object_store(&format.storage, &format.bucket, &options, false)
+    let mut store = open_object_store(&format.storage, &format.bucket, &options, false)
         .map_err(|e| format!("cannot open the volume's object store: {e}"))?;
+    if let Some(m) = metrics {
+        store = std::sync::Arc::new(crate::metrics::MeteredStore {
+            inner: store,
+            metrics: std::sync::Arc::new(crate::metrics::MetricsHandle(m.clone())),
+        });
+    }
     if limits.is_empty() {
         return Ok(store);
     }
@@ -573,6 +605,17 @@ fn open_volume_store(
         limits.clone(),
         format.block_size,
     )))
+}
+
+/// Serves `--metrics` if given (a failure to listen is logged: the mount goes on).
+fn serve_metrics(metrics: &std::sync::Arc<crate::metrics::Metrics>, listen: Option<&str>) {
+    let Some(listen) = listen else { return };
+    match metrics.serve(listen) {
+        Ok(addr) => tracing::info!("metrics at http://{addr}/metrics"),
+        Err(e) => tracing::warn!(
+            "cannot serve metrics on {listen}: {e} (choose another --metrics address)"
+        ),
+    }
 }
 
 impl StoreArgs {

@@ -66,7 +66,12 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         Ok(ferrofs_meta::MetaUrl::Raft { .. })
     );
     let mut usage: Option<Arc<DeferredUsage>> = None;
+    let metrics = crate::metrics::Metrics::new();
     let meta = Arc::new(super::open_meta_with(&a.meta_url, |kv| {
+        let kv: Arc<dyn ferrofs_core::kv::Kv> = Arc::new(crate::metrics::MeteredKv {
+            inner: kv,
+            metrics: metrics.clone(),
+        });
         if !shared_engine {
             return kv;
         }
@@ -91,6 +96,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         a.request_timeout,
         a.io_retries,
         &limits,
+        Some(&metrics),
     )?;
     let session_info = serde_json::json!({
         "host": hostname(),
@@ -157,6 +163,9 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
     ));
     vfs.resume_staged(staged);
     vfs.set_limits(limits.clone());
+    vfs.set_metrics(metrics.clone());
+    metrics.watch(&vfs);
+    super::serve_metrics(&metrics, a.metrics.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
     let limits_thread =
         crate::limit::spawn_follower(meta.clone(), limits.clone(), own_limits, stop.clone());
@@ -170,7 +179,7 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         stop.clone(),
     )?;
     let in_sync = Arc::new(AtomicBool::new(false));
-    let mut fs = FerroFs::new(vfs.clone(), lifetimes.kernel);
+    let mut fs = FerroFs::new(vfs.clone(), lifetimes.kernel).with_metrics(metrics.clone());
     if feed {
         fs = fs.with_fallback(fallback.kernel, in_sync.clone());
     }

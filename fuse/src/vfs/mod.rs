@@ -125,6 +125,8 @@ pub struct Vfs {
     lock_waits: locks::LockWaits,
     /// The rate limits its store and peer traffic go through (for the control socket).
     limits: std::sync::OnceLock<crate::limit::Limits>,
+    /// This client's metrics (for the control socket's `stats`).
+    metrics: std::sync::OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl Vfs {
@@ -176,6 +178,7 @@ impl Vfs {
             config,
             lock_waits: locks::LockWaits::default(),
             limits: std::sync::OnceLock::new(),
+            metrics: std::sync::OnceLock::new(),
         }
     }
 
@@ -227,6 +230,15 @@ impl Vfs {
 
     pub fn limits(&self) -> Option<&crate::limit::Limits> {
         self.limits.get()
+    }
+
+    /// Records this client's metrics (set once, by the shell).
+    pub fn set_metrics(&self, metrics: Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    pub fn metrics(&self) -> Option<&Arc<crate::metrics::Metrics>> {
+        self.metrics.get()
     }
 
     /// GETs this client sent to the object store for block data so far.
