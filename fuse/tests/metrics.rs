@@ -1,5 +1,5 @@
 //! A mount's own metrics: `--metrics` serves the Prometheus text of this client, and
-//! `ferrofs stats` shows it live.
+//! `ferrofs stats` shows it live; `ferrofs bench` measures the mount.
 
 mod common;
 
@@ -75,6 +75,33 @@ fn a_mount_serves_its_metrics_and_stats_shows_them() {
     assert!(
         lines[0].contains("ops/s") && lines[0].contains("GET/s"),
         "{out}"
+    );
+    // `ferrofs bench` on the mount: every step in the table.
+    let o = ferrofs(&[
+        "bench",
+        v.mnt.to_str().unwrap(),
+        "--big-file-size",
+        "4M",
+        "--small-file-count",
+        "20",
+        "-p",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for step in [
+        "write big file",
+        "read big file",
+        "write small files",
+        "read small files",
+        "stat small files",
+    ] {
+        assert!(out.contains(step), "{step} missing: {out}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&v.mnt).unwrap().count(),
+        5,
+        "bench cleaned up"
     );
     let o = ferrofs(&["stats", "/"]);
     assert!(!o.status.success());

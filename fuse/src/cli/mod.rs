@@ -2,6 +2,7 @@
 //! in its own module; errors reach the user as one line saying what is wrong and what
 //! to do, with a non-zero exit code.
 
+mod bench;
 mod cache_node;
 mod cache_opts;
 mod config;
@@ -56,6 +57,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Measure an object store on its own: put, get and delete throughput and latency.
     Objbench(ObjbenchArgs),
+    /// Measure a directory (a ferrofs mount, or a local disk to compare with): big-file
+    /// write and read, small-file write, read and stat, on -p threads.
+    Bench(BenchArgs),
     /// Fill the block cache of a running mount with files and directory trees (or check
     /// how much of them is cached, or drop them from the cache).
     Warmup(WarmupArgs),
@@ -488,6 +492,28 @@ pub struct UmountArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The directory to measure (a scratch subdirectory is made and removed there).
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Size of each thread's big file (0 skips the big-file steps).
+    #[arg(long, default_value = "1G", value_parser = parse_size, value_name = "SIZE")]
+    pub big_file_size: u64,
+    /// Size of each write and read of the big files.
+    #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "SIZE")]
+    pub block_size: u64,
+    /// Size of each small file.
+    #[arg(long, default_value = "128K", value_parser = parse_size, value_name = "SIZE")]
+    pub small_file_size: u64,
+    /// Small files per thread (0 skips the small-file steps).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub small_file_count: u64,
+    /// Threads, each with its own files.
+    #[arg(short = 'p', long = "threads", default_value_t = 1, value_name = "N")]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug)]
 pub struct StatsArgs {
     /// The mount point.
     #[arg(value_name = "MOUNTPOINT")]
@@ -524,6 +550,7 @@ pub fn main() -> i32 {
         Command::Status(a) => status::run(a),
         Command::Stats(a) => stats::run(a),
         Command::Objbench(a) => objbench::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Warmup(a) => warmup::run(a),
         Command::MetaServer(a) => meta_server::run(a),
         Command::MetaMember(a) => meta_member::run(a),
