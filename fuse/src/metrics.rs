@@ -62,6 +62,9 @@ pub struct Metrics {
     object_latency: Hist,
     object_bytes: Family<DirLabel, Counter>,
     started: Instant,
+    /// Log every FUSE request (op and latency) at info level, target `ferrofs::access`;
+    /// switched at runtime through the control socket (`ferrofs access-log`).
+    access_log: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
@@ -81,6 +84,7 @@ impl Metrics {
             object_latency: object_latency.clone(),
             object_bytes: Family::default(),
             started: Instant::now(),
+            access_log: std::sync::atomic::AtomicBool::new(false),
             registry: Mutex::new(Registry::default()),
         };
         registry.register(
@@ -137,13 +141,24 @@ impl Metrics {
             }));
     }
 
-    /// Times one FUSE request until the guard is dropped.
+    /// Times one FUSE request until the guard is dropped. The request runs in a `fuse`
+    /// span (debug level: with `--log-level debug` every line it logs names its op).
     pub fn op(self: &Arc<Self>, op: &'static str) -> OpTimer {
         OpTimer {
             metrics: self.clone(),
             op,
             start: Instant::now(),
+            _span: tracing::debug_span!("fuse", op).entered(),
         }
+    }
+
+    /// Turns the access log on or off; returns whether it was on.
+    pub fn set_access_log(&self, on: bool) -> bool {
+        self.access_log.swap(on, Ordering::Relaxed)
+    }
+
+    pub fn access_log(&self) -> bool {
+        self.access_log.load(Ordering::Relaxed)
     }
 
     fn record_op(&self, op: &'static str, secs: f64, nanos: u64) {
@@ -267,6 +282,7 @@ pub struct OpTimer {
     metrics: Arc<Metrics>,
     op: &'static str,
     start: Instant,
+    _span: tracing::span::EnteredSpan,
 }
 
 impl Drop for OpTimer {
@@ -274,6 +290,9 @@ impl Drop for OpTimer {
         let d = self.start.elapsed();
         self.metrics
             .record_op(self.op, d.as_secs_f64(), d.as_nanos() as u64);
+        if self.metrics.access_log() {
+            tracing::info!(target: "ferrofs::access", op = self.op, micros = d.as_micros() as u64, "request");
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! A mount's own metrics: `--metrics` serves the Prometheus text of this client, and
-//! `ferrofs stats` shows it live; `ferrofs bench` measures the mount.
+//! `ferrofs stats` shows it live; `ferrofs bench` measures the mount; `ferrofs access-log`
+//! logs its requests, switched at runtime.
 
 mod common;
 
@@ -103,6 +104,20 @@ fn a_mount_serves_its_metrics_and_stats_shows_them() {
         5,
         "bench cleaned up"
     );
+    // The access log, switched on at runtime, lands in the mount's log.
+    let o = ferrofs(&["access-log", v.mnt.to_str().unwrap(), "on"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(v.path("logged"), b"x").unwrap();
+    let o = ferrofs(&["access-log", v.mnt.to_str().unwrap(), "off"]);
+    assert!(stdout(&o).contains("(was on)"), "{}", stdout(&o));
+    let log = std::fs::read_to_string(v.dir.path().join("mount.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("op=\"create\"") || l.contains("op=create")),
+        "no access log line in:\n{log}"
+    );
+    let o = ferrofs(&["access-log", v.mnt.to_str().unwrap(), "maybe"]);
+    assert!(!o.status.success());
     let o = ferrofs(&["stats", "/"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not a ferrofs mount"), "{}", stderr(&o));

@@ -12,6 +12,8 @@
 //!   process sent to the object store (a mount's, or a `ferrofs cache-node`'s).
 //! - `{"op": "stats"}`: counters for `ferrofs stats` (FUSE ops with total latency, object
 //!   requests and bytes, cache and peer hits).
+//! - `{"op": "access-log", "on": bool}`: logs every FUSE request (op, latency) to the
+//!   mount's log, or stops.
 //! - `{"op": "limits"}`: the rate limits in force (bytes/s, 0 unlimited) and their waits.
 
 use crate::vfs::{Vfs, WarmMode, Warmed};
@@ -75,6 +77,11 @@ fn handle(conn: UnixStream, vfs: &Arc<Vfs>) {
             Some("cache") => cache_counters(vfs),
             Some("group") => group_counters(vfs),
             Some("stats") => stats(vfs),
+            Some("access-log") => match (vfs.metrics(), req["on"].as_bool()) {
+                (Some(m), Some(on)) => json!({ "done": { "was": m.set_access_log(on), "on": on } }),
+                (None, _) => json!({ "error": "this process keeps no metrics" }),
+                (_, None) => json!({ "error": "access-log needs \"on\": true or false" }),
+            },
             Some("limits") => match vfs.limits() {
                 Some(l) => json!({ "done": l.json() }),
                 None => json!({ "error": "this process has no rate limits" }),

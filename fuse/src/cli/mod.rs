@@ -2,6 +2,7 @@
 //! in its own module; errors reach the user as one line saying what is wrong and what
 //! to do, with a non-zero exit code.
 
+mod access_log;
 mod bench;
 mod cache_node;
 mod cache_opts;
@@ -55,6 +56,10 @@ pub enum Command {
     /// Watch one mount live: operations, latency, cache hits, object and peer traffic,
     /// one line per interval.
     Stats(StatsArgs),
+    /// Turn a running mount's access log (every FUSE request, with its latency, in the
+    /// mount's log) on or off.
+    #[command(name = "access-log")]
+    AccessLog(AccessLogArgs),
     /// Measure an object store on its own: put, get and delete throughput and latency.
     Objbench(ObjbenchArgs),
     /// Measure a directory (a ferrofs mount, or a local disk to compare with): big-file
@@ -514,6 +519,16 @@ pub struct BenchArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct AccessLogArgs {
+    /// The mount point.
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+    /// on or off.
+    #[arg(value_name = "on|off")]
+    pub state: String,
+}
+
+#[derive(Args, Debug)]
 pub struct StatsArgs {
     /// The mount point.
     #[arg(value_name = "MOUNTPOINT")]
@@ -549,6 +564,7 @@ pub fn main() -> i32 {
         Command::Umount(a) => umount::run(a),
         Command::Status(a) => status::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::AccessLog(a) => access_log::run(a),
         Command::Objbench(a) => objbench::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Warmup(a) => warmup::run(a),
