@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{bin, ferrofs, free_addr, stderr, stdout, Volume};
+use common::{bin, ferrofs, free_addrs, stderr, stdout, Volume};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,7 @@ fn url(addrs: &[&String]) -> String {
 fn a_joining_replica_replaces_a_member_without_downtime() {
     let mut vol = Volume::new();
     let dir = vol.dir.path().to_path_buf();
-    let a: Vec<String> = (0..4).map(|_| free_addr()).collect();
+    let a = free_addrs(4);
     let peers = format!("1={},2={},3={}", a[0], a[1], a[2]);
     let mut rs: Vec<Option<Replica>> = (1..=3)
         .map(|id| Some(replica(&dir, id, &peers, false)))

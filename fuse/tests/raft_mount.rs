@@ -3,13 +3,10 @@
 
 mod common;
 
-use common::{bin, ferrofs, stderr, stdout, Volume};
+use common::{bin, ferrofs, free_addrs, stderr, stdout, Volume};
 use ferrofs_meta::raft::RaftClient;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const SECRET: &str = "mount-test-secret";
 
 struct Replicas {
     children: Vec<Option<Child>>,
@@ -25,17 +22,10 @@ impl Drop for Replicas {
     }
 }
 
-fn start_replicas(dir: &std::path::Path) -> Replicas {
-    // Free ports (bound, then released for the servers).
-    let addrs: Vec<String> = (0..3)
-        .map(|_| {
-            TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+/// Three replicas proving `secret` (each test its own: a client that reached another
+/// test's cluster would be refused, not served).
+fn start_replicas(dir: &std::path::Path, secret: &str) -> Replicas {
+    let addrs = free_addrs(3);
     let peers: Vec<String> = addrs
         .iter()
         .enumerate()
@@ -47,7 +37,7 @@ fn start_replicas(dir: &std::path::Path) -> Replicas {
             let log = std::fs::File::create(dir.join(format!("replica{id}.log"))).unwrap();
             Some(
                 Command::new(bin())
-                    .env("FERROFS_META_SECRET", SECRET)
+                    .env("FERROFS_META_SECRET", secret)
                     .args(["meta-server", "--id", &id.to_string(), "--peers", &peers])
                     .args(["--data-dir", dir.join(format!("r{id}")).to_str().unwrap()])
                     .args(["--tick", "50ms"])
@@ -63,8 +53,9 @@ fn start_replicas(dir: &std::path::Path) -> Replicas {
 
 #[test]
 fn a_volume_on_three_replicas_outlives_its_leader() {
+    const SECRET: &str = "outlives-its-leader-secret";
     let mut vol = Volume::new();
-    let replicas = start_replicas(vol.dir.path());
+    let replicas = start_replicas(vol.dir.path(), SECRET);
     let mut replicas = replicas;
     // A wrong secret is refused with a message that says what to do.
     let wrong = format!("raft://:nope@{}", replicas.addrs.join(","));
@@ -197,8 +188,9 @@ fn names(p: &std::path::Path) -> Vec<String> {
 /// the feed off still sees the old state afterwards (so it is the feed that does it).
 #[test]
 fn the_change_feed_shows_other_clients_changes_despite_long_ttls() {
+    const SECRET: &str = "change-feed-secret";
     let mut a = Volume::new();
-    let replicas = start_replicas(a.dir.path());
+    let replicas = start_replicas(a.dir.path(), SECRET);
     a.meta_url = format!("raft://:{SECRET}@{}", replicas.addrs.join(","));
     a.format();
     let long = [

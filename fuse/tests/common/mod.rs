@@ -161,9 +161,17 @@ pub fn sh(dir: &Path, script: &str) -> Output {
 
 /// A free loopback address (bound, then released for a server to take).
 pub fn free_addr() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string()
+    free_addrs(1).remove(0)
+}
+
+/// `n` distinct free loopback addresses: every port stays bound until all are chosen,
+/// so the kernel cannot hand the same one out twice (a cluster whose replicas shared a
+/// port, or met another test's, would fail in confusing ways).
+pub fn free_addrs(n: usize) -> Vec<String> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
 }
