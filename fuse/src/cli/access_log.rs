@@ -2,7 +2,7 @@
 //! without a remount. When on, every FUSE request is logged (op, latency in µs) to the
 //! mount's log at info level, target `ferrofs::access`.
 
-use super::mountinfo::mounted_at;
+use super::mountinfo::ferrofs_mount;
 use super::{AccessLogArgs, CliResult};
 use serde_json::json;
 
@@ -12,13 +12,7 @@ pub fn run(a: AccessLogArgs) -> CliResult {
         "off" => false,
         other => return Err(format!("access-log takes on or off, not {other:?}")),
     };
-    let mnt = a
-        .mountpoint
-        .canonicalize()
-        .map_err(|e| format!("cannot use {}: {e}", a.mountpoint.display()))?;
-    if !mounted_at(&mnt).is_some_and(|m| m.is_ferrofs()) {
-        return Err(format!("{} is not a ferrofs mount point", mnt.display()));
-    }
+    let mnt = ferrofs_mount(&a.mountpoint)?;
     let done = super::control::ask(&mnt, &json!({ "op": "access-log", "on": on }), &mut |_| {})?;
     let was = done["was"].as_bool().unwrap_or(false);
     println!(

@@ -55,6 +55,17 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The canonical path of `path` if a ferrofs volume is mounted there, else a message.
+pub fn ferrofs_mount(path: &Path) -> Result<std::path::PathBuf, String> {
+    let mnt = path
+        .canonicalize()
+        .map_err(|e| format!("cannot use {}: {e}", path.display()))?;
+    if !mounted_at(&mnt).is_some_and(|m| m.is_ferrofs()) {
+        return Err(format!("{} is not a ferrofs mount point", mnt.display()));
+    }
+    Ok(mnt)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

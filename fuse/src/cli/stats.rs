@@ -3,7 +3,7 @@
 //! hit ratio, object-store requests and traffic, cache-group peer hits, the staging
 //! backlog. It asks the mount's control socket (`{"op": "stats"}`) every interval.
 
-use super::mountinfo::mounted_at;
+use super::mountinfo::ferrofs_mount;
 use super::{CliResult, StatsArgs};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
@@ -88,13 +88,7 @@ pub fn line(a: &Value, b: &Value, secs: f64) -> String {
 }
 
 pub fn run(a: StatsArgs) -> CliResult {
-    let mnt = a
-        .mountpoint
-        .canonicalize()
-        .map_err(|e| format!("cannot use {}: {e}", a.mountpoint.display()))?;
-    if !mounted_at(&mnt).is_some_and(|m| m.is_ferrofs()) {
-        return Err(format!("{} is not a ferrofs mount point", mnt.display()));
-    }
+    let mnt = ferrofs_mount(&a.mountpoint)?;
     let sock = super::control::socket_path(&mnt);
     let interval = a.interval.max(std::time::Duration::from_millis(100));
     let mut before = ask(&sock)?;
