@@ -226,7 +226,11 @@ impl FileStore {
                 }
             } else if want.takes(&key) {
                 match fs::metadata(&path) {
-                    Ok(m) => out.push(ObjectInfo { key, size: m.len() }),
+                    Ok(m) => out.push(ObjectInfo {
+                        key,
+                        size: m.len(),
+                        modified: mtime(&m),
+                    }),
                     Err(e) if is_missing(&e) => {} // deleted meanwhile
                     Err(e) => return Err(StoreError::io("list", &key, e)),
                 }
@@ -310,6 +314,7 @@ impl ObjectStore for FileStore {
             Ok(m) if m.is_file() => Ok(Some(ObjectInfo {
                 key: key.to_string(),
                 size: m.len(),
+                modified: mtime(&m),
             })),
             Ok(_) => Ok(None),
             Err(e) if is_missing(&e) => Ok(None),
@@ -360,4 +365,10 @@ impl ObjectStore for FileStore {
         }
         Ok(out)
     }
+}
+
+/// A file's modification time in Unix seconds.
+fn mtime(m: &fs::Metadata) -> Option<u64> {
+    let t = m.modified().ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
 }

@@ -63,6 +63,9 @@ use std::time::Duration;
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// When the object was last written, in seconds since the Unix epoch, if the store
+    /// says (`gc` spares young objects: they may be uploads whose commit is under way).
+    pub modified: Option<u64>,
 }
 
 /// A store of immutable objects under `/`-separated keys (see [`validate_key`]).

@@ -62,6 +62,7 @@ impl ObjectStore for MemStore {
         Ok(self.map().get(key).map(|d| ObjectInfo {
             key: key.to_string(),
             size: d.len() as u64,
+            modified: None,
         }))
     }
 
@@ -91,6 +92,7 @@ impl ObjectStore for MemStore {
             .map(|(k, d)| ObjectInfo {
                 key: k.clone(),
                 size: d.len() as u64,
+                modified: None,
             })
             .collect())
     }

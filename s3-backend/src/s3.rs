@@ -986,6 +986,7 @@ impl ObjectStore for S3Store {
                 match client.head_object().bucket(bucket).key(full).send().await {
                     Ok(out) => Ok(Some(ObjectInfo {
                         size: out.content_length().unwrap_or(0).max(0) as u64,
+                        modified: out.last_modified().map(|t| t.secs().max(0) as u64),
                         key,
                     })),
                     Err(e) => match ctx.map("head", &key, e) {
@@ -1056,11 +1057,16 @@ impl ObjectStore for S3Store {
                         .send()
                         .await
                         .map_err(|e| ctx.map("list", &key, e))?;
-                    let objects: Vec<(String, u64)> = page
+                    let objects: Vec<(String, u64, Option<u64>)> = page
                         .contents()
                         .iter()
                         .filter_map(|o| {
-                            Some((o.key()?.to_string(), o.size().unwrap_or(0).max(0) as u64))
+                            let modified = o.last_modified().map(|t| t.secs().max(0) as u64);
+                            Some((
+                                o.key()?.to_string(),
+                                o.size().unwrap_or(0).max(0) as u64,
+                                modified,
+                            ))
                         })
                         .collect();
                     let next = if page.is_truncated() == Some(true) {
@@ -1071,7 +1077,7 @@ impl ObjectStore for S3Store {
                     Ok((objects, next))
                 }
             })?;
-            for (k, size) in objects {
+            for (k, size, modified) in objects {
                 // Only our objects: under the prefix, and valid keys (not, e.g., the
                 // "dir/" markers other tools make).
                 match k.strip_prefix(&self.prefix) {
@@ -1081,6 +1087,7 @@ impl ObjectStore for S3Store {
                         out.push(ObjectInfo {
                             key: k.to_string(),
                             size,
+                            modified,
                         })
                     }
                     _ => {}

@@ -159,6 +159,7 @@ impl ObjectStore for SimStore {
                 let info = st.store.objects.get(key).map(|d| ObjectInfo {
                     key: key.to_string(),
                     size: d.len() as u64,
+                    modified: None,
                 });
                 let code = info.as_ref().map(|i| i.size + 10).unwrap_or(0);
                 Step::new(Ok(info), key.as_bytes().to_vec(), code, "ok")
@@ -207,6 +208,7 @@ impl ObjectStore for SimStore {
                     .map(|(k, d)| ObjectInfo {
                         key: k.clone(),
                         size: d.len() as u64,
+                        modified: None,
                     })
                     .collect();
                 let code = out.len() as u64;

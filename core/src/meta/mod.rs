@@ -16,6 +16,7 @@ pub mod keys;
 pub mod perm;
 
 mod attrs;
+mod census;
 mod data;
 mod group;
 mod ids;
@@ -34,6 +35,7 @@ mod xattr;
 #[cfg(test)]
 mod tests;
 
+pub use census::{ObjectState, SliceCensus};
 pub use data::{WriteOutcome, COMPACT_THRESHOLD};
 pub use locks::{
     apply as apply_lock, decode_ranges, encode_ranges, first_conflict, Held, InodeLocks, LockKind,

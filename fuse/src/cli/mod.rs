@@ -10,6 +10,8 @@ mod config;
 mod control;
 mod feed;
 mod format;
+mod fsck;
+mod gc;
 mod group;
 mod meta_member;
 mod meta_server;
@@ -82,6 +84,11 @@ pub enum Command {
         after_help = "Example (three cache nodes, and a training pod that only reads from them):\n  ferrofs cache-node META-URL --cache-group train --cache-dir /ssd1 --cache-size 1T --group-listen 10.0.0.1:9600\n  ferrofs cache-node META-URL --cache-group train --cache-dir /ssd1 --cache-size 1T --group-listen 10.0.0.2:9600\n  ferrofs cache-node META-URL --cache-group train --cache-dir /ssd1 --cache-size 1T --group-listen 10.0.0.3:9600\n  ferrofs mount META-URL /mnt/data --cache-group train --no-sharing\n  ferrofs warmup /mnt/data/dataset     # every block lands on its owner once"
     )]
     CacheNode(CacheNodeArgs),
+    /// Find objects no metadata refers to and deletions still queued; --delete removes
+    /// them.
+    Gc(GcArgs),
+    /// Check the metadata's consistency and that every block it refers to is stored.
+    Fsck(FsckArgs),
     /// Show or change a volume's settings: the default rate limits of its clients (which
     /// running clients follow within seconds) and its quotas.
     Config(ConfigArgs),
@@ -92,6 +99,33 @@ pub enum Command {
         after_help = "Example (replace replica 3 by a new replica 4):\n  ferrofs meta-server --join --id 4 --peers 1=h1:7001,2=h2:7002,4=h4:7004 --data-dir /var/lib/ferrofs/r4 &\n  ferrofs meta-member replace raft://h1:7001,h2:7002,h3:7003 3 4=h4:7004\nA new replica starts with --join and an empty data dir; `add` makes it a learner, waits until it has caught up (by snapshot and log), then makes it a voter."
     )]
     MetaMember(MetaMemberArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Metadata engine URL of the volume.
+    #[arg(value_name = "META-URL")]
+    pub meta_url: String,
+    /// Delete the leaked objects and the queued deletions (without it: only report).
+    #[arg(long)]
+    pub delete: bool,
+    /// Unreferenced objects younger than this are spared (uploads whose commit may be
+    /// under way on a running client); 0 takes them too (only with no client running).
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub min_age: Duration,
+    /// Deletions in flight at once.
+    #[arg(short = 'p', long = "threads", default_value_t = 10, value_name = "N")]
+    pub threads: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct FsckArgs {
+    /// Metadata engine URL of the volume.
+    #[arg(value_name = "META-URL")]
+    pub meta_url: String,
+    /// Recount the usage counters (best with no client mounted).
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Args, Debug)]
@@ -572,6 +606,8 @@ pub fn main() -> i32 {
         Command::MetaMember(a) => meta_member::run(a),
         Command::CacheNode(a) => cache_node::run(a),
         Command::Config(a) => config::run(a),
+        Command::Gc(a) => gc::run(a),
+        Command::Fsck(a) => fsck::run(a),
     };
     match result {
         Ok(()) => 0,
