@@ -233,10 +233,7 @@ impl LimitedStore {
     /// The size of a whole object: a block object's name ends with its data length
     /// (`…/{slice}_{index}_{len}`), anything else is charged a block.
     fn whole_object_len(&self, key: &str) -> u64 {
-        key.starts_with("chunks/")
-            .then(|| key.rsplit('_').next()?.parse::<u32>().ok())
-            .flatten()
-            .map_or(self.object_estimate, stored_len)
+        BlockKey::parse_object_name(key).map_or(self.object_estimate, |k| stored_len(k.len))
     }
 }
 
