@@ -42,9 +42,17 @@ fn latency() -> Histogram {
 
 type Hist = Family<OpLabel, Histogram, fn() -> Histogram>;
 
-/// Totals per FUSE operation, for `ferrofs stats` (the histograms hold the same).
-#[derive(Default)]
+/// A handle on the `op` member of a family. The family's lock guard ends here: holding
+/// it while another member is created would deadlock.
+fn member(family: &Hist, op: &str) -> Histogram {
+    let guard = family.get_or_create(&OpLabel { op: op.to_string() });
+    guard.clone()
+}
+
+/// One FUSE operation's histogram (a handle into the family, looked up once) and
+/// totals for `ferrofs stats`.
 struct OpTotals {
+    histogram: Histogram,
     count: AtomicU64,
     nanos: AtomicU64,
 }
@@ -54,7 +62,9 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     fuse_ops: Hist,
     fuse_totals: Mutex<BTreeMap<&'static str, Arc<OpTotals>>>,
-    meta_txns: Hist,
+    /// The `read` and `write` members of the transaction family, looked up once.
+    meta_read: Histogram,
+    meta_write: Histogram,
     meta_retries: Counter,
     meta_errors: Counter,
     object_requests: Family<OpLabel, Counter>,
@@ -76,7 +86,8 @@ impl Metrics {
         let m = Metrics {
             fuse_ops: fuse_ops.clone(),
             fuse_totals: Mutex::default(),
-            meta_txns: meta_txns.clone(),
+            meta_read: member(&meta_txns, "read"),
+            meta_write: member(&meta_txns, "write"),
             meta_retries: Counter::default(),
             meta_errors: Counter::default(),
             object_requests: Family::default(),
@@ -161,17 +172,23 @@ impl Metrics {
         self.access_log.load(Ordering::Relaxed)
     }
 
+    /// Per request: one map lookup and atomic adds; the family (a label string and its
+    /// lock) is touched only the first time an operation is seen.
     fn record_op(&self, op: &'static str, secs: f64, nanos: u64) {
-        self.fuse_ops
-            .get_or_create(&OpLabel { op: op.to_string() })
-            .observe(secs);
         let t = self
             .fuse_totals
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(op)
-            .or_default()
+            .or_insert_with(|| {
+                Arc::new(OpTotals {
+                    histogram: member(&self.fuse_ops, op),
+                    count: AtomicU64::new(0),
+                    nanos: AtomicU64::new(0),
+                })
+            })
             .clone();
+        t.histogram.observe(secs);
         t.count.fetch_add(1, Ordering::Relaxed);
         t.nanos.fetch_add(nanos, Ordering::Relaxed);
     }
@@ -305,7 +322,6 @@ pub struct MeteredKv {
 impl MeteredKv {
     fn run(
         &self,
-        kind: &str,
         f: &mut dyn FnMut(&mut dyn Txn) -> ferrofs_core::Result<()>,
         read: bool,
     ) -> ferrofs_core::Result<()> {
@@ -320,12 +336,12 @@ impl MeteredKv {
         } else {
             self.inner.txn(&mut counted)
         };
-        self.metrics
-            .meta_txns
-            .get_or_create(&OpLabel {
-                op: kind.to_string(),
-            })
-            .observe(start.elapsed().as_secs_f64());
+        let histogram = if read {
+            &self.metrics.meta_read
+        } else {
+            &self.metrics.meta_write
+        };
+        histogram.observe(start.elapsed().as_secs_f64());
         if attempts > 1 {
             self.metrics.meta_retries.inc_by(attempts - 1);
         }
@@ -341,14 +357,14 @@ impl Kv for MeteredKv {
         &self,
         f: &mut dyn FnMut(&mut dyn Txn) -> ferrofs_core::Result<()>,
     ) -> ferrofs_core::Result<()> {
-        self.run("write", f, false)
+        self.run(f, false)
     }
 
     fn read(
         &self,
         f: &mut dyn FnMut(&mut dyn Txn) -> ferrofs_core::Result<()>,
     ) -> ferrofs_core::Result<()> {
-        self.run("read", f, true)
+        self.run(f, true)
     }
 
     fn sync(&self) -> ferrofs_core::Result<()> {
