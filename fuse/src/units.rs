@@ -3,14 +3,19 @@
 
 use std::time::Duration;
 
-/// Parses a size: a number with an optional binary unit `K`, `M`, `G`, `T`, `P`
-/// (`k`/`KB`/`KiB` and friends are accepted too). A plain number is bytes.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+/// `s` trimmed and split where its number ends: `("4", "M")` for `"4M"`.
+fn number_and_unit(s: &str) -> (&str, &str) {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
+    t.split_at(split)
+}
+
+/// Parses a size: a number with an optional binary unit `K`, `M`, `G`, `T`, `P`
+/// (`k`/`KB`/`KiB` and friends are accepted too). A plain number is bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, unit) = number_and_unit(s);
     let bad = || {
         format!("invalid size '{s}': use a number with an optional unit K, M, G, T (for example 4M or 1G)")
     };
@@ -39,11 +44,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// `B/s`, `KB/s`, `MB/s`, `GB/s` (decimal) and `KiB/s`, `MiB/s`, `GiB/s` (binary). 0 is
 /// no limit.
 pub fn parse_rate(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
+    let (num, unit) = number_and_unit(s);
     let bad = || {
         format!(
             "invalid rate '{s}': use megabits per second (100), or a unit: 100Mbps, 1Gbps, 50MiB/s, 200MB/s"
@@ -74,11 +75,7 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
 /// Parses a duration: a number with an optional unit `ms`, `s`, `m`, `h`. A plain
 /// number is seconds (`1.5` = 1.5 s).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
+    let (num, unit) = number_and_unit(s);
     let bad = || {
         format!("invalid duration '{s}': use a number with a unit ms, s, m or h (for example 500ms or 10s)")
     };
