@@ -63,13 +63,16 @@ pub fn run(a: CacheNodeArgs) -> CliResult {
         config,
         cache,
     ));
-    vfs.set_limits(limits.clone());
-    vfs.set_metrics(metrics.clone());
-    metrics.watch(&vfs);
-    super::serve_metrics(&metrics, a.metrics.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
-    let limits_thread =
-        crate::limit::spawn_follower(meta.clone(), limits.clone(), own_limits, stop.clone());
+    let limits_thread = super::instrument(
+        &vfs,
+        &meta,
+        &limits,
+        own_limits,
+        &metrics,
+        a.metrics.as_deref(),
+        &stop,
+    );
     let joined = super::group::join(
         &a.group,
         &a.meta_url,

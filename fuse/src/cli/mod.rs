@@ -686,6 +686,25 @@ fn open_volume_store(
     )))
 }
 
+/// What a mount and a cache node do once their `Vfs` exists: record its limits and
+/// metrics (for the control socket and the scrape), serve `--metrics`, and follow the
+/// volume's default limits in the directions `own` leaves open (until `stop`).
+fn instrument(
+    vfs: &std::sync::Arc<crate::vfs::Vfs>,
+    meta: &std::sync::Arc<ferrofs_core::meta::Meta>,
+    limits: &crate::limit::Limits,
+    own: (Option<u64>, Option<u64>),
+    metrics: &std::sync::Arc<crate::metrics::Metrics>,
+    listen: Option<&str>,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    vfs.set_limits(limits.clone());
+    vfs.set_metrics(metrics.clone());
+    metrics.watch(vfs);
+    serve_metrics(metrics, listen);
+    crate::limit::spawn_follower(meta.clone(), limits.clone(), own, stop.clone())
+}
+
 /// Serves `--metrics` if given (a failure to listen is logged: the mount goes on).
 fn serve_metrics(metrics: &std::sync::Arc<crate::metrics::Metrics>, listen: Option<&str>) {
     let Some(listen) = listen else { return };

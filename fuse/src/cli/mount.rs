@@ -162,13 +162,16 @@ fn serve(a: &MountArgs, mountpoint: &Path) -> CliResult {
         cache,
     ));
     vfs.resume_staged(staged);
-    vfs.set_limits(limits.clone());
-    vfs.set_metrics(metrics.clone());
-    metrics.watch(&vfs);
-    super::serve_metrics(&metrics, a.metrics.as_deref());
     let stop = Arc::new(AtomicBool::new(false));
-    let limits_thread =
-        crate::limit::spawn_follower(meta.clone(), limits.clone(), own_limits, stop.clone());
+    let limits_thread = super::instrument(
+        &vfs,
+        &meta,
+        &limits,
+        own_limits,
+        &metrics,
+        a.metrics.as_deref(),
+        &stop,
+    );
     let group = super::group::join(
         &a.group,
         &a.meta_url,
