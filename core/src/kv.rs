@@ -69,6 +69,32 @@ pub fn read<R>(kv: &dyn Kv, mut f: impl FnMut(&mut dyn Txn) -> Result<R>) -> Res
     out.ok_or(Errno::EIO)
 }
 
+/// Keys [`for_each_page`] reads per page.
+pub const PAGE: usize = 4096;
+
+/// Calls `f` with each page of up to [`PAGE`] pairs of `[start, end)` in key order, one
+/// read transaction per page: a pass over a large range that never holds it whole (nor
+/// one transaction open for long). Not a snapshot: pages are read at different times.
+pub fn for_each_page<E: From<Errno>>(
+    kv: &dyn Kv,
+    start: &[u8],
+    end: &[u8],
+    f: &mut dyn FnMut(&[KvPair]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut from = start.to_vec();
+    loop {
+        let page = read(kv, |t| t.scan(&from, end, PAGE))?;
+        f(&page)?;
+        match page.last() {
+            Some((k, _)) if page.len() == PAGE => {
+                from = k.clone();
+                from.push(0);
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 struct ReadOnly<'a>(&'a mut dyn Txn);
 
 impl Txn for ReadOnly<'_> {

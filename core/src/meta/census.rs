@@ -13,9 +13,6 @@ use crate::kv;
 use crate::types::{FileType, Ino, SliceId};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Keys read per page.
-const PAGE: usize = 4096;
-
 /// What a census pass does with each (key, value) of a range.
 type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<()>;
 
@@ -96,22 +93,14 @@ impl Meta {
         let mut c = SliceCensus::default();
         let mut read = 0u64;
         let mut scan = |start: Vec<u8>, end: Vec<u8>, f: Visit| -> Result<()> {
-            let mut from = start;
-            loop {
-                let page = kv::read(&**self.kv(), |t| t.scan(&from, &end, PAGE))?;
-                for (k, v) in &page {
+            kv::for_each_page(&**self.kv(), &start, &end, &mut |page| {
+                for (k, v) in page {
                     f(k, v)?;
                 }
                 read += page.len() as u64;
                 progress(read);
-                match page.last() {
-                    Some((k, _)) if page.len() == PAGE => {
-                        from = k.clone();
-                        from.push(0);
-                    }
-                    _ => return Ok(()),
-                }
-            }
+                Ok(())
+            })
         };
         scan(b"A".to_vec(), b"B".to_vec(), &mut |k, v| {
             if k.len() < 10 {

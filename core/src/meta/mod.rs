@@ -12,6 +12,7 @@
 
 pub mod attr_codec;
 pub mod check;
+pub mod dump;
 pub mod keys;
 pub mod perm;
 
