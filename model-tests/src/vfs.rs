@@ -159,6 +159,27 @@ impl VfsTarget {
         &self.vfs
     }
 
+    /// The metadata engine clients use (to dump the volume, say).
+    pub fn engine(&self) -> &Arc<dyn Kv> {
+        &self.engine
+    }
+
+    /// A client of the volume whose metadata is in `kv` (a restored copy of this one,
+    /// say) over this target's object store and clock; `kv` is not formatted.
+    pub fn sibling(&self, kv: Arc<MemKv>) -> VfsTarget {
+        let engine: Arc<dyn Kv> = kv.clone();
+        let vfs = Self::client(&engine, &self.store, &self.clock);
+        VfsTarget {
+            name: format!("{} (restored)", self.name),
+            kv,
+            engine,
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            vfs,
+            slots: vec![None; SLOTS],
+        }
+    }
+
     fn walk(&mut self, who: Who, path: &[&str], follow: bool) -> Result<Walked<Ino>, Errno> {
         let mut ns = Lookups { vfs: &self.vfs };
         resolve(&mut ns, who, Ino::ROOT, path, follow)

@@ -108,8 +108,9 @@ fn volume_keys(pairs: Vec<KvPair>) -> Vec<KvPair> {
     pairs
         .into_iter()
         .filter(|(k, _)| {
-            !matches!(k[0], b'H' | b'L' | b'K' | b'U' | b'R' | b'N')
-                && !(k[0] == b'A' && keys::tag_of(k) == Some(b'K'))
+            let client_state = matches!(k[0], b'H' | b'L' | b'K' | b'U' | b'R' | b'N')
+                || (k[0] == b'A' && keys::tag_of(k) == Some(b'K'));
+            !client_state
         })
         .collect()
 }
