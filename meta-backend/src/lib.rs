@@ -1,9 +1,9 @@
 //! # ferrofs-meta
 //!
 //! Metadata engines for ferrofs. Its one job: turn a META-URL into an engine that
-//! implements the core's transactional KV interface ([`ferrofs_core::kv::Kv`]). Today
-//! that is the embedded sled engine ([`SledKv`]); the replicated engine is being built
-//! ([`raft`]: a replica's Raft layer).
+//! implements the core's transactional KV interface ([`ferrofs_core::kv::Kv`]): the
+//! embedded sled engine ([`SledKv`], `sled://DIR`) or a client of a replicated cluster
+//! ([`raft`]: Raft replicas over sled, `raft://HOST:PORT,...`).
 
 pub mod error;
 pub mod raft;

@@ -16,8 +16,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::marker::PhantomData;
 
-/// Bytes of keys and values written per transaction.
-const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of keys and values written per transaction. Small: sled holds several times
+/// a batch in memory for a while after applying it (a 200,000-file load peaked at 190 MB
+/// with 16 KiB batches, 620 MB with 1 MiB and 3 GB with 8 MiB), and a raft load is no
+/// faster with larger ones (bench/README.md, `dump-load.sh`).
+const BATCH_BYTES: usize = 16 << 10;
 
 /// The key ranges a load writes (and a failed load clears): inodes, counters, the gc
 /// queue, staged slices. The settings key is written last.
