@@ -72,13 +72,19 @@ pub fn dump(kv: &dyn Kv) -> Result<Vec<KvPair>> {
     kv::read(kv, |t| t.scan(&[], &[0xff; 16], usize::MAX))
 }
 
-/// Checks the invariants over the whole keyspace of `kv` (one read transaction).
+/// Checks the invariants over the whole keyspace of `kv`, read in pages
+/// ([`kv::for_each_page`]): the pairs are parsed as they come, never all held at once,
+/// and no answer has to carry the whole keyspace. Pages are read at different moments,
+/// so on a volume that clients are changing a violation may be a change caught half-way.
 pub fn check_invariants(kv: &dyn Kv, opts: CheckOptions) -> Result<Vec<Violation>> {
-    let pairs = dump(kv)?;
-    Ok(check_keyspace(
-        pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-        opts,
-    ))
+    let mut c = Checker::default();
+    kv::for_each_page::<crate::errno::Errno>(kv, &[], &[0xff; 16], &mut |page| {
+        for (k, v) in page {
+            c.parse(k, v);
+        }
+        Ok(())
+    })?;
+    Ok(c.check(opts))
 }
 
 /// Checks the invariants over a keyspace given as (key, value) pairs in any order.
@@ -90,14 +96,22 @@ pub fn check_keyspace<'a>(
     for (k, v) in pairs {
         c.parse(k, v);
     }
-    c.check_inode_keys();
-    c.check_entries();
-    c.check_links(opts);
-    c.check_reachable();
-    c.check_chunks(opts);
-    c.check_counters(opts);
-    c.check_locks();
-    c.finish()
+    c.check(opts)
+}
+
+impl Checker {
+    /// Every check over what was parsed.
+    fn check(mut self, opts: CheckOptions) -> Vec<Violation> {
+        let c = &mut self;
+        c.check_inode_keys();
+        c.check_entries();
+        c.check_links(opts);
+        c.check_reachable();
+        c.check_chunks(opts);
+        c.check_counters(opts);
+        c.check_locks();
+        self.finish()
+    }
 }
 
 #[derive(Default)]
@@ -282,9 +296,8 @@ impl Checker {
             }
             Some(_) => {}
         }
-        let keyed: Vec<(Ino, BTreeSet<u8>)> =
-            self.keyed.iter().map(|(i, t)| (*i, t.clone())).collect();
-        for (ino, tags) in keyed {
+        let keyed = std::mem::take(&mut self.keyed);
+        for (&ino, tags) in &keyed {
             let Some(n) = self.inodes.get(&ino) else {
                 let tags: String = tags.iter().map(|&t| t as char).collect();
                 self.bad(
@@ -295,7 +308,7 @@ impl Checker {
             };
             let kind = n.attr.kind;
             let size = n.attr.size;
-            for t in tags {
+            for &t in tags {
                 let ok = match t {
                     b'D' | b'E' => kind == FileType::Directory,
                     b'C' => kind == FileType::RegularFile,
@@ -307,7 +320,7 @@ impl Checker {
                     self.bad("key-kind", detail);
                 }
             }
-            let has_target = self.keyed[&ino].contains(&b'S');
+            let has_target = tags.contains(&b'S');
             if kind == FileType::Symlink && !has_target {
                 self.bad(
                     "symlink",
@@ -315,13 +328,14 @@ impl Checker {
                 );
             }
         }
+        self.keyed = keyed;
     }
 
     fn check_entries(&mut self) {
         let mut seen_index = BTreeSet::new();
-        let entries: Vec<_> = self.entries.iter().map(|(k, e)| (k.clone(), *e)).collect();
-        for ((parent, name), e) in entries {
-            let shown = format!("{parent:?}/{}", String::from_utf8_lossy(&name));
+        let entries = std::mem::take(&mut self.entries);
+        for (&(parent, ref name), &e) in &entries {
+            let shown = format!("{parent:?}/{}", String::from_utf8_lossy(name));
             match self
                 .inodes
                 .get(&parent)
@@ -340,7 +354,7 @@ impl Checker {
                 None => {} // reported as an orphan key
             }
             match self.index.get(&(parent, e.seq)) {
-                Some(n) if *n == name => {
+                Some(n) if n == name => {
                     seen_index.insert((parent, e.seq));
                 }
                 other => {
@@ -364,6 +378,7 @@ impl Checker {
                 Some(_) => {}
             }
         }
+        self.entries = entries;
         let stray: Vec<_> = self
             .index
             .iter()
@@ -497,8 +512,8 @@ impl Checker {
 
     fn check_chunks(&mut self, opts: CheckOptions) {
         let mut owner: BTreeMap<SliceId, (Ino, ChunkIndex)> = BTreeMap::new();
-        let chunks: Vec<_> = self.chunks.iter().map(|(k, v)| (*k, v.clone())).collect();
-        for ((ino, idx), list) in chunks {
+        let chunks = std::mem::take(&mut self.chunks);
+        for (&(ino, idx), list) in &chunks {
             let Some(n) = self.inodes.get(&ino) else {
                 continue; // an orphan key
             };
@@ -508,7 +523,7 @@ impl Checker {
                 let d = format!("{ino:?} chunk {} starts past its size {size}", idx.0);
                 self.bad("chunk-past-eof", d);
             }
-            for s in &list {
+            for s in list {
                 let bad_range = s.end() > CHUNK_SIZE;
                 let bad_source =
                     s.id != SliceId::ZERO && s.off as u64 + s.len as u64 > s.size as u64;
@@ -517,7 +532,7 @@ impl Checker {
                 }
             }
             let limit = size.saturating_sub(start);
-            for seg in visible(&list) {
+            for seg in visible(list) {
                 if seg.slice.id != SliceId::ZERO && seg.end as u64 > limit {
                     let d = format!(
                         "{ino:?} chunk {} shows {:?} up to {} past the size {size}",
@@ -548,6 +563,7 @@ impl Checker {
                 }
             }
         }
+        self.chunks = chunks;
         if !opts.ids_from_counters {
             return;
         }

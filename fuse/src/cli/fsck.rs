@@ -21,7 +21,7 @@ pub fn run(a: FsckArgs) -> CliResult {
         &crate::limit::Limits::default(),
         None,
     )?;
-    eprintln!("checking the metadata invariants (one read of the whole keyspace)");
+    eprintln!("checking the metadata invariants (the whole keyspace, in pages)");
     let violations = check_invariants(
         &**meta.kv(),
         CheckOptions {
