@@ -19,6 +19,9 @@ mod warm;
 mod write;
 mod writeback;
 
+#[cfg(test)]
+mod tests;
+
 pub use locks::{Answer, Interrupted};
 pub use warm::{WarmMode, Warmed};
 
@@ -249,6 +252,7 @@ impl Vfs {
     /// Queues blocks an earlier run staged (found by `BlockCache::open`) for upload.
     /// Without writeback they are uploaded now, on this thread.
     pub fn resume_staged(&self, keys: Vec<BlockKey>) {
+        let keys = self.committed_staged(keys);
         if keys.is_empty() {
             return;
         }
@@ -271,6 +275,33 @@ impl Vfs {
             }
             (None, None) => {}
         }
+    }
+
+    /// Of the staged blocks an earlier run left, those whose slice the metadata still
+    /// marks staged (`W`, written by the commit itself). A slice without the mark was
+    /// never committed (the commit was refused, say because another client removed the
+    /// file, or the client died first), so nothing will ever refer to its blocks: they
+    /// are dropped here rather than uploaded as garbage. (A slice whose every block went
+    /// up has no mark either, and no staged block left.) A mark that cannot be read
+    /// keeps the block.
+    fn committed_staged(&self, keys: Vec<BlockKey>) -> Vec<BlockKey> {
+        let mut marked: std::collections::BTreeMap<ferrofs_core::SliceId, bool> =
+            std::collections::BTreeMap::new();
+        let (keep, orphans): (Vec<BlockKey>, Vec<BlockKey>) = keys.into_iter().partition(|k| {
+            *marked
+                .entry(k.slice)
+                .or_insert_with(|| self.meta.slice_is_staged(k.slice).unwrap_or(true))
+        });
+        if let (false, Some(c)) = (orphans.is_empty(), &self.cache) {
+            tracing::info!(
+                blocks = orphans.len(),
+                "dropping staged blocks of slices that were never committed"
+            );
+            for k in &orphans {
+                c.discard_staged(k);
+            }
+        }
+        keep
     }
 
     /// Uploads up to `limit` staged blocks on this thread (the simulator's way of

@@ -2,7 +2,7 @@
 //! block cache (written and fsynced there) instead of uploaded before the commit; this
 //! queue uploads them in the background, oldest first, retrying until the object store
 //! takes them. Blocks staged by an earlier run that crashed are found in the cache dirs
-//! at mount and queued again.
+//! at mount and queued again, if their commit landed (`Vfs::resume_staged`).
 //!
 //! The trade-off: `close` and `fsync` return once the blocks are on the local disk and
 //! the metadata is committed (synced, for `fsync`), so a lost disk loses what was not

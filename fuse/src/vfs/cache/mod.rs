@@ -316,6 +316,16 @@ impl BlockCache {
         }
     }
 
+    /// Forgets a staged block that nothing will ever refer to (its commit never landed):
+    /// no data is lost, so it is not counted as a lost staged block.
+    pub fn discard_staged(&self, key: &BlockKey) {
+        let found = self.index().dir_of(key);
+        if let Some((dir, true)) = found {
+            self.index().remove(key);
+            let _ = self.dirs[dir.0].remove(key, true);
+        }
+    }
+
     /// A staged block is in the object store: it becomes an ordinary cached block.
     pub fn uploaded(&self, key: &BlockKey) {
         let Some((dir, true)) = self.index().dir_of(key) else {
