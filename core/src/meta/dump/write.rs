@@ -121,8 +121,7 @@ pub fn dump(
     for_each_page::<DumpError>(kv, &us, &ue, &mut |p| {
         for (k, _) in p {
             let ino = keys::id_of(k).ok_or(DumpError::Meta(Errno::EIO, "an unlinked inode"))?;
-            write!(out, "{}{ino}", if first { "" } else { "," })?;
-            first = false;
+            write!(out, "{}{ino}", sep(&mut first, false))?;
         }
         Ok(())
     })?;
@@ -132,8 +131,7 @@ pub fn dump(
     let mut first = true;
     let mut emit = |out: Out, g: &mut InodeGroup, stats: &mut DumpStats| -> std::io::Result<()> {
         if let Some(rec) = g.take(&mut stats.orphan_keys) {
-            out.write_all(if first { b"\n" } else { b",\n" })?;
-            first = false;
+            out.write_all(sep(&mut first, true).as_bytes())?;
             serde_json::to_writer(&mut *out, &rec)?;
             stats.inodes += 1;
             if stats.inodes.is_multiple_of(4096) {
@@ -182,8 +180,7 @@ pub fn dump(
                 kind: e.kind.into(),
                 seq: e.seq,
             };
-            out.write_all(if first { b"\n" } else { b",\n" })?;
-            first = false;
+            out.write_all(sep(&mut first, true).as_bytes())?;
             serde_json::to_writer(&mut *out, &rec).map_err(std::io::Error::from)?;
             stats.entries += 1;
             if stats.entries.is_multiple_of(4096) {
@@ -207,8 +204,7 @@ pub fn dump(
         for (k, v) in p {
             let id = keys::id_of(k).ok_or(DumpError::Meta(Errno::EIO, "the gc queue"))?;
             let size = decode_u32(v).map_err(meta("the gc queue"))?;
-            write!(out, "{}[{id},{size}]", if first { "" } else { "," })?;
-            first = false;
+            write!(out, "{}[{id},{size}]", sep(&mut first, false))?;
             stats.deleted_slices += 1;
         }
         Ok(())
@@ -219,8 +215,7 @@ pub fn dump(
     for_each_page::<DumpError>(kv, b"W", b"X", &mut |p| {
         for (k, _) in p {
             let id = keys::id_of(k).ok_or(DumpError::Meta(Errno::EIO, "the staged slices"))?;
-            write!(out, "{}{id}", if first { "" } else { "," })?;
-            first = false;
+            write!(out, "{}{id}", sep(&mut first, false))?;
             stats.staged_slices += 1;
         }
         Ok(())
@@ -228,6 +223,17 @@ pub fn dump(
     writeln!(out, "]}}")?;
     out.flush()?;
     Ok(stats)
+}
+
+/// What goes before an array element: nothing (or a newline) before the first, a comma
+/// (and a newline) before the others.
+fn sep(first: &mut bool, newline: bool) -> &'static str {
+    match (std::mem::replace(first, false), newline) {
+        (true, false) => "",
+        (true, true) => "\n",
+        (false, false) => ",",
+        (false, true) => ",\n",
+    }
 }
 
 /// The keys of one inode, gathered until the scan moves past it.
