@@ -308,3 +308,65 @@ fn bytes_are_text_or_hex() {
     let odd: Bytes = serde_json::from_str("{\"hex\":\"abc\"}").unwrap();
     assert!(odd.to_vec().is_err());
 }
+
+/// An engine whose `n`th write transaction fails (once), as a lost connection would.
+struct FailsOnce {
+    inner: MemKv,
+    left: std::sync::atomic::AtomicI64,
+}
+
+impl Kv for FailsOnce {
+    fn txn(
+        &self,
+        f: &mut dyn FnMut(&mut dyn crate::kv::Txn) -> crate::errno::Result<()>,
+    ) -> crate::errno::Result<()> {
+        if self.left.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            return Err(crate::errno::Errno::EIO);
+        }
+        self.inner.txn(f)
+    }
+    fn read(
+        &self,
+        f: &mut dyn FnMut(&mut dyn crate::kv::Txn) -> crate::errno::Result<()>,
+    ) -> crate::errno::Result<()> {
+        self.inner.read(f)
+    }
+    fn sync(&self) -> crate::errno::Result<()> {
+        self.inner.sync()
+    }
+}
+
+/// The engine failing at any write of a load: the load reports it and the engine is left
+/// empty, ready for another try, which then loads everything.
+#[test]
+fn an_engine_failure_mid_load_leaves_the_engine_empty() {
+    let fx = setup();
+    let r = root();
+    for i in 0..3000 {
+        fx.file(
+            &r,
+            Ino::ROOT,
+            &format!("file-with-a-longish-name-{i}"),
+            0o644,
+        );
+    }
+    let (doc, _) = dump_of(&*fx.kv);
+    let probe = FailsOnce {
+        inner: MemKv::new(),
+        left: i64::MAX.into(),
+    };
+    load(&probe, doc.as_bytes()).unwrap();
+    let writes = i64::MAX - probe.left.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(writes > 20, "the load takes many transactions ({writes})");
+    for n in [0, 1, writes / 2, writes - 2, writes - 1] {
+        let kv = FailsOnce {
+            inner: MemKv::new(),
+            left: n.into(),
+        };
+        let e = load(&kv, doc.as_bytes()).unwrap_err();
+        assert!(matches!(e, LoadError::Meta(_)), "write {n}: {e}");
+        assert!(kv.inner.dump().is_empty(), "write {n} failed and left keys");
+        load(&kv, doc.as_bytes()).unwrap();
+        assert_eq!(dump_of(&kv).0, doc, "after a failure at write {n}");
+    }
+}
