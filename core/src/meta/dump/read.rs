@@ -139,6 +139,8 @@ struct Loader<'k> {
     /// directories among them.
     inos: Vec<u64>,
     dirs: Vec<u64>,
+    /// The last inode record read (loaded or not).
+    last_ino: u64,
     max_slice: u64,
     stats: LoadStats,
     /// An error of the loader itself, kept while serde unwinds.
@@ -162,6 +164,7 @@ impl<'k> Loader<'k> {
             unlinked: BTreeSet::new(),
             inos: Vec::new(),
             dirs: Vec::new(),
+            last_ino: 0,
             max_slice: 0,
             stats: LoadStats::default(),
             failed: None,
@@ -267,9 +270,10 @@ impl<'k> Loader<'k> {
     fn inode(&mut self, rec: InodeRecord) -> Result<(), LoadError> {
         let at = |m: String| bad(format!("inode {}: {m}", rec.ino));
         let n = rec.inode().map_err(at)?;
-        if self.inos.last().is_some_and(|&l| l >= rec.ino) {
+        if self.last_ino >= rec.ino {
             return Err(at("inodes must come in ascending order, once each".into()));
         }
+        self.last_ino = rec.ino;
         let target = rec.target_bytes().map_err(at)?;
         let mut chunks = Vec::with_capacity(rec.chunks.len());
         let mut last = None;
@@ -381,7 +385,8 @@ impl<'k> Loader<'k> {
                 "unlinked_open names inode {ino}, which the dump does not hold"
             )));
         }
-        let max_ino = self.inos.last().copied().unwrap_or(1);
+        // Ids of inodes not loaded (unlinked-open ones) are not handed out again either.
+        let max_ino = self.last_ino.max(1);
         let dumped = |name: &str| self.counters.get(name).copied().unwrap_or(0);
         let counters = [
             (keys::NEXT_INODE, dumped(keys::NEXT_INODE).max(max_ino + 1)),

@@ -228,6 +228,7 @@ fn bad_documents_are_refused_and_leave_nothing() {
     let (fx, _, _) = rich_volume();
     let (doc, _) = dump_of(&*fx.kv);
     let entries_at = doc.find("\"entries\":[").unwrap();
+    let root_line = doc.lines().find(|l| l.starts_with("{\"ino\":1,")).unwrap();
     let cases: Vec<(String, &str)> = vec![
         ("not json".into(), "not valid"),
         ("[1,2]".into(), "not valid"),
@@ -273,6 +274,10 @@ fn bad_documents_are_refused_and_leave_nothing() {
         (
             doc.replacen("\"mode\":416", "\"mode\":65535", 1),
             "bits beyond",
+        ),
+        (
+            doc.replacen(root_line, &format!("{root_line}\n{root_line}"), 1),
+            "ascending order",
         ),
         (doc + "x", "not valid"),
     ];
