@@ -18,6 +18,17 @@ struct NewNode<'a> {
     target: Option<&'a [u8]>,
 }
 
+/// A symlink target: empty → ENOENT, longer than [`SYMLINK_MAX`] → ENAMETOOLONG.
+pub(crate) fn check_target(target: &[u8]) -> Result<()> {
+    if target.is_empty() {
+        return Err(Errno::ENOENT);
+    }
+    if target.len() > SYMLINK_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Ok(())
+}
+
 impl Meta {
     /// The attributes of `name` in directory `parent` (`.` and `..` included). Needs
     /// search permission on `parent`.
@@ -89,12 +100,7 @@ impl Meta {
         target: &[u8],
         now: Timespec,
     ) -> Result<Attr> {
-        if target.is_empty() {
-            return Err(Errno::ENOENT);
-        }
-        if target.len() > SYMLINK_MAX {
-            return Err(Errno::ENAMETOOLONG);
-        }
+        check_target(target)?;
         let node = NewNode {
             kind: FileType::Symlink,
             mode: 0o777,

@@ -10,7 +10,7 @@ use crate::errno::{Errno, Result};
 use crate::kv;
 use crate::types::{Attr, Ctx, FileType, Ino, Timespec, XattrMode, XATTR_NAME_MAX, XATTR_SIZE_MAX};
 
-fn check_xattr_name(name: &[u8]) -> Result<()> {
+pub(crate) fn check_xattr_name(name: &[u8]) -> Result<()> {
     if name.is_empty() || name.len() > XATTR_NAME_MAX {
         return Err(Errno::ERANGE);
     }

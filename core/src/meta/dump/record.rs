@@ -2,6 +2,9 @@
 
 use crate::chunk::SliceRef;
 use crate::meta::attr_codec::Inode;
+use crate::meta::namespace::check_target;
+use crate::meta::perm::check_new_name;
+use crate::meta::xattr::check_xattr_name;
 use crate::types::{
     Attr, FileType, Ino, SliceId, Timespec, CHUNK_SIZE, NAME_MAX, SYMLINK_MAX, XATTR_NAME_MAX,
     XATTR_SIZE_MAX,
@@ -243,11 +246,8 @@ impl InodeRecord {
             return Ok(None);
         };
         let t = t.to_vec()?;
-        if t.is_empty() || t.len() > SYMLINK_MAX || t.contains(&0) {
-            return Err(format!(
-                "a symlink target is 1 to {SYMLINK_MAX} bytes without NUL"
-            ));
-        }
+        check_target(&t)
+            .map_err(|e| format!("a symlink target is 1 to {SYMLINK_MAX} bytes ({e})"))?;
         Ok(Some(t))
     }
 }
@@ -257,11 +257,8 @@ impl XattrRecord {
     pub fn pair(&self) -> Result<(Vec<u8>, Vec<u8>), String> {
         let name = self.name.to_vec()?;
         let value = self.value.to_vec()?;
-        if name.is_empty() || name.len() > XATTR_NAME_MAX || name.contains(&0) {
-            return Err(format!(
-                "an xattr name is 1 to {XATTR_NAME_MAX} bytes without NUL"
-            ));
-        }
+        check_xattr_name(&name)
+            .map_err(|e| format!("an xattr name is 1 to {XATTR_NAME_MAX} bytes ({e})"))?;
         if value.len() > XATTR_SIZE_MAX {
             return Err(format!("an xattr value is at most {XATTR_SIZE_MAX} bytes"));
         }
@@ -324,17 +321,12 @@ impl EntryRecord {
     /// The name, checked as a name a directory can hold.
     pub fn name_bytes(&self) -> Result<Vec<u8>, String> {
         let name = self.name.to_vec()?;
-        if name.is_empty()
-            || name.len() > NAME_MAX
-            || name.iter().any(|&b| b == b'/' || b == 0)
-            || name == b"."
-            || name == b".."
-        {
-            return Err(format!(
-                "{:?} is not a file name (1 to {NAME_MAX} bytes without / or NUL, not . or ..)",
+        check_new_name(&name).map_err(|e| {
+            format!(
+                "{:?} is not a file name (1 to {NAME_MAX} bytes without / or NUL, not . or ..: {e})",
                 self.name
-            ));
-        }
+            )
+        })?;
         if self.seq < 3 {
             return Err(format!("entry {:?} has seq {} (< 3)", self.name, self.seq));
         }
