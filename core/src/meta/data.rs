@@ -6,10 +6,11 @@ use super::ids::{add_counter, SLICE_BATCH};
 use super::keys;
 use super::store::{load, load_opt, scan_all, store};
 use super::Meta;
-use crate::chunk::{decode_slices, encode_slices, SliceRef};
+use crate::chunk::{decode_slices, encode_slices, BlockKey, SliceRef};
 use crate::errno::{Errno, Result};
 use crate::kv::{self, Txn};
 use crate::types::{Attr, ChunkIndex, FileType, Ino, SliceId, Timespec, CHUNK_SIZE, FILE_SIZE_MAX};
+use std::collections::BTreeSet;
 
 /// Slices per chunk beyond which the shell compacts the chunk.
 pub const COMPACT_THRESHOLD: usize = 32;
@@ -168,6 +169,29 @@ impl Meta {
     /// Whether slice `id` is staged by a writeback client and not uploaded yet.
     pub fn slice_is_staged(&self, id: SliceId) -> Result<bool> {
         kv::read(&**self.kv(), |t| Ok(t.get(&keys::staged(id))?.is_some()))
+    }
+
+    /// Sorts the blocks an earlier run left staged into those to upload and those to
+    /// drop, with one read of their slices' `W` marks. The mark is written by the
+    /// commit itself, so a slice without one was never committed (the commit was
+    /// refused, say because another client removed the file, or the client died first):
+    /// nothing will ever refer to its blocks, and uploading them would leak objects. (A
+    /// slice whose every block went up has no mark either, and no staged block left.)
+    pub fn split_staged(&self, blocks: Vec<BlockKey>) -> Result<(Vec<BlockKey>, Vec<BlockKey>)> {
+        let slices: Vec<SliceId> = blocks
+            .iter()
+            .map(|k| k.slice)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let wanted: Vec<Vec<u8>> = slices.iter().map(|&id| keys::staged(id)).collect();
+        let marks = kv::read(&**self.kv(), |t| t.get_many(&wanted))?;
+        let marked: BTreeSet<SliceId> = slices
+            .into_iter()
+            .zip(marks)
+            .filter_map(|(id, m)| m.map(|_| id))
+            .collect();
+        Ok(blocks.into_iter().partition(|k| marked.contains(&k.slice)))
     }
 
     fn commit_slice(

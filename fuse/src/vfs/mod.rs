@@ -277,21 +277,22 @@ impl Vfs {
         }
     }
 
-    /// Of the staged blocks an earlier run left, those whose slice the metadata still
-    /// marks staged (`W`, written by the commit itself). A slice without the mark was
-    /// never committed (the commit was refused, say because another client removed the
-    /// file, or the client died first), so nothing will ever refer to its blocks: they
-    /// are dropped here rather than uploaded as garbage. (A slice whose every block went
-    /// up has no mark either, and no staged block left.) A mark that cannot be read
-    /// keeps the block.
+    /// Of the staged blocks an earlier run left, those to upload (`Meta::split_staged`);
+    /// the others, of commits that never landed, are dropped from the cache. If the marks
+    /// cannot be read, every block is kept.
     fn committed_staged(&self, keys: Vec<BlockKey>) -> Vec<BlockKey> {
-        let mut marked: std::collections::BTreeMap<ferrofs_core::SliceId, bool> =
-            std::collections::BTreeMap::new();
-        let (keep, orphans): (Vec<BlockKey>, Vec<BlockKey>) = keys.into_iter().partition(|k| {
-            *marked
-                .entry(k.slice)
-                .or_insert_with(|| self.meta.slice_is_staged(k.slice).unwrap_or(true))
-        });
+        if keys.is_empty() {
+            return keys;
+        }
+        let (keep, orphans) = match self.meta.split_staged(keys.clone()) {
+            Ok(split) => split,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot read which staged slices were committed ({e}); uploading them all"
+                );
+                return keys;
+            }
+        };
         if let (false, Some(c)) = (orphans.is_empty(), &self.cache) {
             tracing::info!(
                 blocks = orphans.len(),
