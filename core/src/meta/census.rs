@@ -13,9 +13,6 @@ use crate::kv;
 use crate::types::{FileType, Ino, SliceId};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What a census pass does with each (key, value) of a range.
-type Visit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<()>;
-
 /// The slices the metadata knows of.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SliceCensus {
@@ -87,58 +84,63 @@ impl SliceCensus {
     }
 }
 
+impl SliceCensus {
+    /// Counts one (key, value) of the keyspace in: inodes and chunk records under `A`,
+    /// the gc queue (`G`), staged slices (`W`); other keys are not the census's business.
+    pub fn add(&mut self, k: &[u8], v: &[u8]) -> Result<()> {
+        match k.first() {
+            Some(b'A') if k.len() >= 10 => {
+                let ino = Ino(keys::id_of(k).ok_or(Errno::EIO)?);
+                match k[9] {
+                    b'I' if k.len() == 10 => {
+                        let inode = decode_inode(ino, v)?;
+                        self.inodes += 1;
+                        if inode.attr.kind == FileType::RegularFile {
+                            self.file_bytes += inode.attr.size;
+                        }
+                    }
+                    b'C' if k.len() == 14 => {
+                        for s in decode_slices(v)? {
+                            if s.id != SliceId::ZERO {
+                                self.referenced.insert(s.id, (s.size, ino));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Some(b'G') => {
+                let id = SliceId(keys::id_of(k).ok_or(Errno::EIO)?);
+                let size = u32::from_be_bytes(v.try_into().map_err(|_| Errno::EIO)?);
+                self.pending.insert(id, size);
+            }
+            Some(b'W') => {
+                self.staged
+                    .insert(SliceId(keys::id_of(k).ok_or(Errno::EIO)?));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 impl Meta {
-    /// Reads the census page by page; `progress` gets the number of keys read so far.
+    /// Reads the census page by page (the ranges it counts only); `progress` gets the
+    /// number of keys read so far.
     pub fn slice_census(&self, progress: &mut dyn FnMut(u64)) -> Result<SliceCensus> {
         let mut c = SliceCensus::default();
         let mut read = 0u64;
-        let mut scan = |start: Vec<u8>, end: Vec<u8>, f: Visit| -> Result<()> {
-            kv::for_each_page(&**self.kv(), &start, &end, &mut |page| {
+        let (gs, ge) = keys::gc_range();
+        for (start, end) in [(&b"A"[..], &b"B"[..]), (&gs, &ge), (b"W", b"X")] {
+            kv::for_each_page(&**self.kv(), start, end, &mut |page| {
                 for (k, v) in page {
-                    f(k, v)?;
+                    c.add(k, v)?;
                 }
                 read += page.len() as u64;
                 progress(read);
                 Ok(())
-            })
-        };
-        scan(b"A".to_vec(), b"B".to_vec(), &mut |k, v| {
-            if k.len() < 10 {
-                return Ok(());
-            }
-            let ino = Ino(u64::from_be_bytes(
-                k[1..9].try_into().map_err(|_| Errno::EIO)?,
-            ));
-            match k[9] {
-                b'I' if k.len() == 10 => {
-                    let inode = decode_inode(ino, v)?;
-                    c.inodes += 1;
-                    if inode.attr.kind == FileType::RegularFile {
-                        c.file_bytes += inode.attr.size;
-                    }
-                }
-                b'C' if k.len() == 14 => {
-                    for s in decode_slices(v)? {
-                        if s.id != SliceId::ZERO {
-                            c.referenced.insert(s.id, (s.size, ino));
-                        }
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        })?;
-        let (gs, ge) = keys::gc_range();
-        scan(gs, ge, &mut |k, v| {
-            let id = SliceId(keys::id_of(k).ok_or(Errno::EIO)?);
-            let size = u32::from_be_bytes(v.try_into().map_err(|_| Errno::EIO)?);
-            c.pending.insert(id, size);
-            Ok(())
-        })?;
-        scan(b"W".to_vec(), b"X".to_vec(), &mut |k, _| {
-            c.staged.insert(SliceId(keys::id_of(k).ok_or(Errno::EIO)?));
-            Ok(())
-        })?;
+            })?;
+        }
         Ok(c)
     }
 

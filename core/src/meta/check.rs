@@ -77,10 +77,24 @@ pub fn dump(kv: &dyn Kv) -> Result<Vec<KvPair>> {
 /// and no answer has to carry the whole keyspace. Pages are read at different moments,
 /// so on a volume that clients are changing a violation may be a change caught half-way.
 pub fn check_invariants(kv: &dyn Kv, opts: CheckOptions) -> Result<Vec<Violation>> {
+    check_invariants_with(kv, opts, &mut |_, _| Ok(()))
+}
+
+/// Something else done with every (key, value) a check reads.
+pub type AlsoVisit<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<()>;
+
+/// [`check_invariants`], handing every pair read to `also` as well, so that another
+/// pass over the keyspace (`fsck`'s census) rides on the same reads.
+pub fn check_invariants_with(
+    kv: &dyn Kv,
+    opts: CheckOptions,
+    also: AlsoVisit,
+) -> Result<Vec<Violation>> {
     let mut c = Checker::default();
     kv::for_each_page::<crate::errno::Errno>(kv, &[], &[0xff; 16], &mut |page| {
         for (k, v) in page {
             c.parse(k, v);
+            also(k, v)?;
         }
         Ok(())
     })?;

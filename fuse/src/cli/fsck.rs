@@ -4,10 +4,11 @@
 //! object store whole. `--repair` recounts the usage counters; what it cannot repair it
 //! names, with the files concerned. Exits 1 when something is wrong (and not repaired).
 
-use super::gc::{census, list_blocks};
+use super::gc::{list_blocks, spinner};
 use super::{open_meta, CliResult, FsckArgs};
 use ferrofs_core::chunk::block::stored_len;
-use ferrofs_core::meta::check::{check_invariants, CheckOptions};
+use ferrofs_core::meta::check::{check_invariants_with, CheckOptions};
+use ferrofs_core::meta::SliceCensus;
 use std::collections::HashMap;
 
 pub fn run(a: FsckArgs) -> CliResult {
@@ -21,17 +22,27 @@ pub fn run(a: FsckArgs) -> CliResult {
         &crate::limit::Limits::default(),
         None,
     )?;
-    eprintln!("checking the metadata invariants (the whole keyspace, in pages)");
-    let violations = check_invariants(
+    // One pass over the keyspace serves the invariant checker and the census.
+    let bar = spinner("checking the metadata: keys");
+    let mut c = SliceCensus::default();
+    let mut read = 0u64;
+    let violations = check_invariants_with(
         &**meta.kv(),
         CheckOptions {
             // Clients may be mounted, with files open.
             no_open_files: false,
             ids_from_counters: true,
         },
+        &mut |k, v| {
+            read += 1;
+            if read.is_multiple_of(4096) {
+                bar.set_position(read);
+            }
+            c.add(k, v)
+        },
     )
     .map_err(|e| format!("cannot read the metadata: {e}"))?;
-    let c = census(&meta)?;
+    bar.finish_and_clear();
     let objects = list_blocks(store.as_ref())?;
     let sizes: HashMap<&str, u64> = objects.iter().map(|o| (o.key.as_str(), o.size)).collect();
     let mut missing = Vec::new();

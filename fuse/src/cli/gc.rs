@@ -12,7 +12,7 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-fn spinner(what: &'static str) -> ProgressBar {
+pub fn spinner(what: &'static str) -> ProgressBar {
     let b = ProgressBar::new_spinner();
     b.set_style(
         ProgressStyle::with_template("{spinner} {prefix} {pos} {msg}")
@@ -24,7 +24,7 @@ fn spinner(what: &'static str) -> ProgressBar {
 }
 
 /// The volume's metadata census, with a spinner.
-pub fn census(meta: &Meta) -> Result<SliceCensus, String> {
+fn census(meta: &Meta) -> Result<SliceCensus, String> {
     let bar = spinner("reading metadata: keys");
     let c = meta
         .slice_census(&mut |n| bar.set_position(n))
