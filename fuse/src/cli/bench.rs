@@ -132,48 +132,49 @@ fn run_in(a: &BenchArgs, dir: &Path, threads: usize) -> Result<(Vec<Step>, bool)
     let mut cold = true;
     let big = a.big_file_size;
     let chunk = a.block_size.clamp(4096, 64 << 20) as usize;
+    let n = threads as u64;
     if big > 0 {
-        let b = bar(big * threads as u64, "write big file", true);
-        let (bb, d, buf) = (b.clone(), dir.to_path_buf(), pattern(chunk, 1));
-        let took = parallel(threads, move |t| {
-            let mut f = std::fs::File::create(d.join(format!("big.{t}")))?;
-            let mut left = big;
-            while left > 0 {
-                let n = left.min(chunk as u64) as usize;
-                f.write_all(&buf[..n])?;
-                bb.inc(n as u64);
-                left -= n as u64;
-            }
-            f.sync_all()
-        })?;
-        b.finish_and_clear();
-        steps.push(Step {
-            name: "write big file",
-            bytes: big * threads as u64,
-            files: threads as u64,
-            took,
-        });
-        cold &= drop_caches();
-        let b = bar(big * threads as u64, "read big file", true);
-        let (bb, d) = (b.clone(), dir.to_path_buf());
-        let took = parallel(threads, move |t| {
-            let mut f = std::fs::File::open(d.join(format!("big.{t}")))?;
-            let mut buf = vec![0u8; chunk];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    return Ok(());
+        let (d, buf) = (dir.to_path_buf(), pattern(chunk, 1));
+        step(
+            &mut steps,
+            "write big file",
+            threads,
+            n,
+            big * n,
+            true,
+            move |t, bar| {
+                let mut f = std::fs::File::create(d.join(format!("big.{t}")))?;
+                let mut left = big;
+                while left > 0 {
+                    let n = left.min(chunk as u64) as usize;
+                    f.write_all(&buf[..n])?;
+                    bar.inc(n as u64);
+                    left -= n as u64;
                 }
-                bb.inc(n as u64);
-            }
-        })?;
-        b.finish_and_clear();
-        steps.push(Step {
-            name: "read big file",
-            bytes: big * threads as u64,
-            files: threads as u64,
-            took,
-        });
+                f.sync_all()
+            },
+        )?;
+        cold &= drop_caches();
+        let d = dir.to_path_buf();
+        step(
+            &mut steps,
+            "read big file",
+            threads,
+            n,
+            big * n,
+            true,
+            move |t, bar| {
+                let mut f = std::fs::File::open(d.join(format!("big.{t}")))?;
+                let mut buf = vec![0u8; chunk];
+                loop {
+                    let n = f.read(&mut buf)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    bar.inc(n as u64);
+                }
+            },
+        )?;
         for t in 0..threads {
             let _ = std::fs::remove_file(dir.join(format!("big.{t}")));
         }
@@ -181,68 +182,93 @@ fn run_in(a: &BenchArgs, dir: &Path, threads: usize) -> Result<(Vec<Step>, bool)
     let count = a.small_file_count;
     let size = a.small_file_size as usize;
     if count > 0 {
-        let total = count * threads as u64;
+        let total = count * n;
+        let bytes = total * size as u64;
         let path = |d: &PathBuf, t: usize, i: u64| d.join(format!("s.{t}.{i}"));
-        let b = bar(total, "write small files", false);
-        let (bb, d, data) = (b.clone(), dir.to_path_buf(), pattern(size, 2));
-        let took = parallel(threads, move |t| {
-            for i in 0..count {
-                let mut f = std::fs::File::create(path(&d, t, i))?;
-                f.write_all(&data)?;
-                f.sync_all()?;
-                bb.inc(1);
-            }
-            Ok(())
-        })?;
-        b.finish_and_clear();
-        steps.push(Step {
-            name: "write small files",
-            bytes: total * size as u64,
-            files: total,
-            took,
-        });
-        cold &= drop_caches();
-        let b = bar(total, "read small files", false);
-        let (bb, d) = (b.clone(), dir.to_path_buf());
-        let took = parallel(threads, move |t| {
-            let mut buf = Vec::with_capacity(size);
-            for i in 0..count {
-                buf.clear();
-                std::fs::File::open(path(&d, t, i))?.read_to_end(&mut buf)?;
-                if buf.len() != size {
-                    return Err(std::io::Error::other(format!(
-                        "read {} bytes of a {size}-byte file",
-                        buf.len()
-                    )));
+        let (d, data) = (dir.to_path_buf(), pattern(size, 2));
+        step(
+            &mut steps,
+            "write small files",
+            threads,
+            total,
+            bytes,
+            false,
+            move |t, bar| {
+                for i in 0..count {
+                    let mut f = std::fs::File::create(path(&d, t, i))?;
+                    f.write_all(&data)?;
+                    f.sync_all()?;
+                    bar.inc(1);
                 }
-                bb.inc(1);
-            }
-            Ok(())
-        })?;
-        b.finish_and_clear();
-        steps.push(Step {
-            name: "read small files",
-            bytes: total * size as u64,
-            files: total,
-            took,
-        });
+                Ok(())
+            },
+        )?;
         cold &= drop_caches();
-        let b = bar(total, "stat small files", false);
-        let (bb, d) = (b.clone(), dir.to_path_buf());
-        let took = parallel(threads, move |t| {
-            for i in 0..count {
-                std::fs::metadata(path(&d, t, i))?;
-                bb.inc(1);
-            }
-            Ok(())
-        })?;
-        b.finish_and_clear();
-        steps.push(Step {
-            name: "stat small files",
-            bytes: 0,
-            files: total,
-            took,
-        });
+        let d = dir.to_path_buf();
+        step(
+            &mut steps,
+            "read small files",
+            threads,
+            total,
+            bytes,
+            false,
+            move |t, bar| {
+                let mut buf = Vec::with_capacity(size);
+                for i in 0..count {
+                    buf.clear();
+                    std::fs::File::open(path(&d, t, i))?.read_to_end(&mut buf)?;
+                    if buf.len() != size {
+                        return Err(std::io::Error::other(format!(
+                            "read {} bytes of a {size}-byte file",
+                            buf.len()
+                        )));
+                    }
+                    bar.inc(1);
+                }
+                Ok(())
+            },
+        )?;
+        cold &= drop_caches();
+        let d = dir.to_path_buf();
+        step(
+            &mut steps,
+            "stat small files",
+            threads,
+            total,
+            0,
+            false,
+            move |t, bar| {
+                for i in 0..count {
+                    std::fs::metadata(path(&d, t, i))?;
+                    bar.inc(1);
+                }
+                Ok(())
+            },
+        )?;
     }
     Ok((steps, cold))
+}
+
+/// One step: a progress bar (over bytes, or files), `work(thread, bar)` on every
+/// thread, and the step's row.
+fn step(
+    steps: &mut Vec<Step>,
+    name: &'static str,
+    threads: usize,
+    files: u64,
+    bytes: u64,
+    by_bytes: bool,
+    work: impl Fn(usize, &ProgressBar) -> std::io::Result<()> + Send + Sync + 'static,
+) -> Result<(), String> {
+    let b = bar(if by_bytes { bytes } else { files }, name, by_bytes);
+    let bb = b.clone();
+    let took = parallel(threads, move |t| work(t, &bb))?;
+    b.finish_and_clear();
+    steps.push(Step {
+        name,
+        bytes,
+        files,
+        took,
+    });
+    Ok(())
 }
