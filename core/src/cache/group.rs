@@ -90,6 +90,52 @@ pub enum Route {
     Peer { id: String, addr: String },
 }
 
+/// Who a member fetches a block for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requester {
+    /// A reader of this member: a peer owner may give it.
+    Reader,
+    /// A peer asking this member: never asks the owner (that could loop); with
+    /// `local_only` false it may pull from the previous owner.
+    Peer { local_only: bool },
+}
+
+/// Which member to ask for a block missing from this member's cache, before object
+/// storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// The owner, member `id` at `addr`.
+    Owner { id: String, addr: String },
+    /// The member that owned it before the last change (this member owns it now).
+    PreviousOwner,
+    /// Nobody: straight to object storage.
+    Nobody,
+}
+
+/// How to fetch a block this member's cache misses, and whether to keep it there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchPlan {
+    pub ask: Ask,
+    /// Cache what is fetched: a sharing member keeps only what it owns (the owner
+    /// caches the rest), a `--no-sharing` member keeps what it reads, and a block
+    /// served to a peer is kept (the peer asked because it routes the block here).
+    pub keep: bool,
+}
+
+/// The plan for a miss of a block routed `route`, fetched for `who` by a member that
+/// shares its cache (`sharing`) or not.
+pub fn plan_fetch(route: Route, sharing: bool, who: Requester) -> FetchPlan {
+    let owned = route == Route::Local;
+    let ask = match (who, route) {
+        (Requester::Reader, Route::Peer { id, addr }) => Ask::Owner { id, addr },
+        (Requester::Reader, Route::Local) => Ask::PreviousOwner,
+        (Requester::Peer { local_only: false }, Route::Local) => Ask::PreviousOwner,
+        (Requester::Peer { .. }, _) => Ask::Nobody,
+    };
+    let keep = owned || !sharing || matches!(who, Requester::Peer { .. });
+    FetchPlan { ask, keep }
+}
+
 /// How a member sees its group.
 #[derive(Clone, Debug)]
 pub struct GroupView {
@@ -305,6 +351,64 @@ impl Breaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_miss_asks_the_owner_then_the_previous_owner_and_peers_never_forward() {
+        let peer = || Route::Peer {
+            id: "b".into(),
+            addr: "h:1".into(),
+        };
+        let plan = |r, sharing, who| plan_fetch(r, sharing, who);
+        let owner = Ask::Owner {
+            id: "b".into(),
+            addr: "h:1".into(),
+        };
+        assert_eq!(
+            plan(peer(), true, Requester::Reader),
+            FetchPlan {
+                ask: owner.clone(),
+                keep: false
+            }
+        );
+        assert_eq!(
+            plan(peer(), false, Requester::Reader),
+            FetchPlan {
+                ask: owner,
+                keep: true
+            }
+        );
+        assert_eq!(
+            plan(Route::Local, true, Requester::Reader),
+            FetchPlan {
+                ask: Ask::PreviousOwner,
+                keep: true
+            }
+        );
+        let asked = Requester::Peer { local_only: false };
+        assert_eq!(
+            plan(Route::Local, true, asked),
+            FetchPlan {
+                ask: Ask::PreviousOwner,
+                keep: true
+            }
+        );
+        // A peer's request is never forwarded to the owner it thinks is elsewhere.
+        assert_eq!(
+            plan(peer(), true, asked),
+            FetchPlan {
+                ask: Ask::Nobody,
+                keep: true
+            }
+        );
+        let local_only = Requester::Peer { local_only: true };
+        assert_eq!(
+            plan(Route::Local, true, local_only),
+            FetchPlan {
+                ask: Ask::Nobody,
+                keep: true
+            }
+        );
+    }
     use crate::types::SliceId;
     use proptest::prelude::*;
 

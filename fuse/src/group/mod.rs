@@ -244,7 +244,12 @@ impl Group {
         let Route::Peer { id, addr } = self.route(key) else {
             return None;
         };
-        self.get_from(&id, &addr, key, false)
+        self.get_from_owner(&id, &addr, key)
+    }
+
+    /// The block from its owner `id` at `addr` (as routed by the caller).
+    pub fn get_from_owner(&self, id: &str, addr: &str, key: &BlockKey) -> Option<Vec<u8>> {
+        self.get_from(id, addr, key, false)
     }
 
     /// The block from the member that owned it before the last membership change, if

@@ -14,7 +14,7 @@
 use super::cache::BlockCache;
 use super::pool::{Pool, Task};
 use crate::group::{BlockService, Group};
-use ferrofs_core::cache::group::Route;
+use ferrofs_core::cache::group::{plan_fetch, Ask, Requester, Route};
 use ferrofs_core::cache::peer_wire::{Op, Reply};
 use ferrofs_core::cache::policy::{new_policy, EvictionPolicy, PolicyKind};
 use ferrofs_core::chunk::block::{
@@ -76,16 +76,6 @@ pub struct Blocks {
     store_gets: AtomicU64,
 }
 
-/// Who a block is fetched for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum For {
-    /// A reader of this member: a peer owner may give it.
-    Reader,
-    /// A peer asking this member: never asks the owner (that could loop); with
-    /// `local_only` false it may pull from the previous owner.
-    Peer { local_only: bool },
-}
-
 impl Blocks {
     /// `memory`: bytes of recently fetched blocks kept (readahead lands there);
     /// `prefetch_threads`: background fetchers (0: prefetching is off).
@@ -129,10 +119,10 @@ impl Blocks {
 
     /// The verified data of block `key`.
     pub fn block(&self, key: &BlockKey) -> Fetched {
-        self.block_as(key, For::Reader)
+        self.block_as(key, Requester::Reader)
     }
 
-    fn block_as(&self, key: &BlockKey, who: For) -> Fetched {
+    fn block_as(&self, key: &BlockKey, who: Requester) -> Fetched {
         if let Some(b) = lock(&self.recent).get(key) {
             return Ok(b);
         }
@@ -155,7 +145,7 @@ impl Blocks {
     }
 
     /// Fetches a claimed block and completes its task.
-    fn fetch_for(&self, key: &BlockKey, task: &Task<Fetched>, who: For) -> Fetched {
+    fn fetch_for(&self, key: &BlockKey, task: &Task<Fetched>, who: Requester) -> Fetched {
         let fetched = self.fetch_whole(key, who);
         if let Ok(b) = &fetched {
             lock(&self.recent).insert(*key, b.clone());
@@ -202,7 +192,7 @@ impl Blocks {
         };
         let me = self.clone();
         self.prefetcher.spawn(move || {
-            let _ = me.fetch_for(&key, &task, For::Reader);
+            let _ = me.fetch_for(&key, &task, Requester::Reader);
         });
     }
 
@@ -224,20 +214,19 @@ impl Blocks {
     ///
     /// A sharing member caches only the blocks it owns (the others are its peers' to
     /// keep); a `--no-sharing` member and a client outside any group cache what they read.
-    fn fetch_whole(&self, key: &BlockKey, who: For) -> Fetched {
+    fn fetch_whole(&self, key: &BlockKey, who: Requester) -> Fetched {
         if let Some(data) = self.cache.as_ref().and_then(|c| c.get(key)) {
             return Ok(Arc::new(data));
         }
         let mut keep = true;
         if let Some(g) = self.group.get() {
-            let owned = g.route(key) == Route::Local;
-            let from_peer = match who {
-                For::Reader if !owned => g.get(key),
-                For::Reader => g.pull_previous(key),
-                For::Peer { local_only: false } if owned => g.pull_previous(key),
-                For::Peer { .. } => None,
+            let plan = plan_fetch(g.route(key), g.sharing(), who);
+            keep = plan.keep;
+            let from_peer = match plan.ask {
+                Ask::Owner { id, addr } => g.get_from_owner(&id, &addr, key),
+                Ask::PreviousOwner => g.pull_previous(key),
+                Ask::Nobody => None,
             };
-            keep = owned || !g.sharing() || matches!(who, For::Peer { .. });
             if let Some(data) = from_peer {
                 if keep {
                     if let Some(c) = &self.cache {
@@ -326,7 +315,7 @@ impl BlockService for Blocks {
     /// under way, the cache, the previous owner, then object storage once.
     fn serve(&self, op: Op, local_only: bool, key: &BlockKey) -> Reply {
         let reply = match op {
-            Op::Get => match self.block_as(key, For::Peer { local_only }) {
+            Op::Get => match self.block_as(key, Requester::Peer { local_only }) {
                 Ok(data) => Reply::Block(*key, encode_block(&data)),
                 Err(e) => failed(e),
             },
@@ -349,7 +338,7 @@ impl BlockService for Blocks {
                     cached: true,
                     fetched: false,
                 },
-                Some(c) => match self.block_as(key, For::Peer { local_only }) {
+                Some(c) => match self.block_as(key, Requester::Peer { local_only }) {
                     Ok(data) => {
                         if !c.contains(key) {
                             // It was in memory already, not cached.
