@@ -341,10 +341,7 @@ impl Group {
         key: &BlockKey,
     ) -> Option<Reply> {
         let now = self.now_ns();
-        let allowed = lock(&self.breakers)
-            .entry(id.to_string())
-            .or_insert_with(|| Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN.as_nanos() as u64))
-            .allow(now);
+        let allowed = breaker(&mut lock(&self.breakers), id).allow(now);
         if !allowed {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -372,9 +369,7 @@ impl Group {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
         let now = self.now_ns();
         let mut breakers = lock(&self.breakers);
-        let b = breakers
-            .entry(id.to_string())
-            .or_insert_with(|| Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN.as_nanos() as u64));
+        let b = breaker(&mut breakers, id);
         let was_open = b.is_open(now);
         b.failure(now);
         if !was_open && b.is_open(now) {
@@ -388,6 +383,13 @@ impl Group {
             tracing::debug!(peer = %id, "cache group call failed: {what}");
         }
     }
+}
+
+/// The breaker of member `id`, made on first use.
+fn breaker<'a>(breakers: &'a mut BTreeMap<String, Breaker>, id: &str) -> &'a mut Breaker {
+    breakers
+        .entry(id.to_string())
+        .or_insert_with(|| Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN.as_nanos() as u64))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
