@@ -14,14 +14,7 @@ use std::collections::HashMap;
 pub fn run(a: FsckArgs) -> CliResult {
     let meta = open_meta(&a.meta_url)?;
     let format = meta.format_info().clone();
-    let store = super::open_volume_store(
-        &format,
-        8,
-        std::time::Duration::from_secs(30),
-        4,
-        &crate::limit::Limits::default(),
-        None,
-    )?;
+    let store = super::open_tool_store(&format, 8)?;
     // One pass over the keyspace serves the invariant checker and the census.
     let bar = spinner("checking the metadata: keys");
     let mut c = SliceCensus::default();

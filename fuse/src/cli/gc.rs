@@ -61,14 +61,7 @@ pub fn now_secs() -> u64 {
 pub fn run(a: GcArgs) -> CliResult {
     let meta = Arc::new(open_meta(&a.meta_url)?);
     let format = meta.format_info().clone();
-    let store = super::open_volume_store(
-        &format,
-        a.threads.max(1),
-        std::time::Duration::from_secs(30),
-        4,
-        &crate::limit::Limits::default(),
-        None,
-    )?;
+    let store = super::open_tool_store(&format, a.threads.max(1))?;
     let c = census(&meta)?;
     let objects = list_blocks(store.as_ref())?;
     let now = now_secs();

@@ -687,6 +687,22 @@ fn open_object_store(
     ferrofs_s3_backend::open_store_with(storage, bucket, options, create).map_err(|e| e.to_string())
 }
 
+/// Opens the object store of a formatted volume for a one-off tool (`gc`, `fsck`):
+/// `concurrency` requests in flight, 30 s per request, 4 retries, no limits or metrics.
+fn open_tool_store(
+    format: &ferrofs_core::format::Format,
+    concurrency: usize,
+) -> Result<std::sync::Arc<dyn ferrofs_s3_backend::ObjectStore>, String> {
+    open_volume_store(
+        format,
+        concurrency,
+        Duration::from_secs(30),
+        4,
+        &crate::limit::Limits::default(),
+        None,
+    )
+}
+
 /// Opens the object store of a formatted volume for a long-running process (a mount, a
 /// cache node): the volume's credentials, `concurrency` requests in flight, the given
 /// deadline per request and retries.
